@@ -1,0 +1,367 @@
+"""Kafka for every service: client settings, the one producer of a process, topic creation and the
+consumer loop.
+
+Guarantees (see docs/kafka-contract.md):
+- The producer is idempotent with ``acks=all``; :meth:`Producer.send` returns a future that resolves only
+  when the broker accepted the message, so callers can acknowledge upstream after that.
+- :class:`ConsumerLoop` commits an offset only after its handler returned for that message. Every error has an
+  explicit policy: ``RETRY`` (same message again, with back-off), ``DEAD_LETTER`` (copy to ``<topic>.dlq``
+  with the reason in headers, then move on) or ``STOP`` (commit what succeeded and stop the loop; the
+  supervisor restarts the process and the message is delivered again).
+
+Settings are valid on the embedded broker and on Apache Kafka alike: 6000 ms sessions, a short fetch wait
+(the embedded broker does not wake a waiting fetch on new data) and ``earliest`` offset reset (its
+``latest`` offset is unreliable).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Producer as _RdProducer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from prometheus_client import Counter
+
+from ondas.contracts import ContractError
+from ondas.errors import Invalid, Unavailable
+from ondas.topics import dead_letter
+
+log = logging.getLogger("ondas.kafka")
+
+PRODUCED = Counter("ondas_kafka_produced_messages_total", "Messages the broker accepted", ["topic"])
+PRODUCE_ERRORS = Counter("ondas_kafka_produce_errors_total", "Messages the broker did not accept", ["topic"])
+CONSUMED = Counter("ondas_kafka_consumed_messages_total", "Messages handled and committed", ["group", "topic"])
+HANDLER_ERRORS = Counter(
+    "ondas_kafka_handler_errors_total", "Handler failures by the policy applied", ["group", "policy"]
+)
+
+Headers = list[tuple[str, str | bytes | None]]
+
+
+def common_config(bootstrap: str) -> dict[str, Any]:
+    return {"bootstrap.servers": bootstrap, "socket.keepalive.enable": True}
+
+
+def consumer_config(bootstrap: str, group_id: str, **extra: Any) -> dict[str, Any]:
+    cfg = common_config(bootstrap)
+    cfg.update(
+        {
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 2000,
+            "fetch.wait.max.ms": 20,
+            "topic.metadata.refresh.interval.ms": 2000,
+        }
+    )
+    cfg.update(extra)
+    return cfg
+
+
+def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    cfg = common_config(bootstrap)
+    cfg.update(
+        {
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 2,
+            "message.timeout.ms": 30000,
+        }
+    )
+    cfg.update(extra)
+    return cfg
+
+
+def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 1, timeout: float = 15.0) -> None:
+    """Create the topics that do not exist yet. Existing topics are left as they are."""
+    wanted = sorted(set(topics))
+    if not wanted:
+        return
+    admin = AdminClient(common_config(bootstrap))
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [t for t in wanted if t not in existing]
+    if not missing:
+        return
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions, replication_factor=-1) for t in missing],
+        request_timeout=timeout,
+    )
+    for name, fut in futures.items():
+        try:
+            fut.result(timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+        log.info("topic created", extra={"topic": name})
+
+
+class Producer:
+    """The one producer of a process. Thread-safe; delivery reports are served by a background thread."""
+
+    def __init__(self, bootstrap: str, **extra: Any) -> None:
+        self._producer = _RdProducer(producer_config(bootstrap, **extra))
+        self._closed = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="kafka-producer-poll", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._closed.is_set():
+            self._producer.poll(0.05)
+
+    def send(
+        self, topic: str, value: bytes, key: str | bytes | None = None, headers: Headers | None = None
+    ) -> Future[Message]:
+        """Queue a message; the future resolves when the broker accepted it (or fails with Unavailable)."""
+        fut: Future[Message] = Future()
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                PRODUCE_ERRORS.labels(topic).inc()
+                fut.set_exception(Unavailable(f"broker did not accept the message: {err.str()}", topic=topic))
+            else:
+                PRODUCED.labels(topic).inc()
+                fut.set_result(msg)
+
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+                return fut
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def send_and_wait(
+        self,
+        topic: str,
+        value: bytes,
+        key: str | bytes | None = None,
+        headers: Headers | None = None,
+        timeout: float = 30.0,
+    ) -> Message:
+        return self.send(topic, value, key, headers).result(timeout)
+
+    def flush(self, timeout: float = 10.0) -> int:
+        return int(self._producer.flush(timeout))
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.flush(timeout)
+        self._closed.set()
+        self._poller.join(2)
+
+
+_producer: Producer | None = None
+_producer_lock = threading.Lock()
+
+
+def get_producer(bootstrap: str) -> Producer:
+    """The producer of this process, created on first use (never at import time, so forks are safe)."""
+    global _producer
+    with _producer_lock:
+        if _producer is None:
+            _producer = Producer(bootstrap)
+        return _producer
+
+
+class Policy(enum.Enum):
+    RETRY = "retry"
+    DEAD_LETTER = "dead_letter"
+    STOP = "stop"
+
+
+def default_policy(exc: BaseException) -> Policy:
+    """Bad input goes to the dead-letter topic; an unavailable dependency is retried; anything else stops."""
+    if isinstance(exc, ContractError | Invalid | ValueError):
+        return Policy.DEAD_LETTER
+    if isinstance(exc, Unavailable | ConnectionError | TimeoutError | KafkaException):
+        return Policy.RETRY
+    return Policy.STOP
+
+
+class StopConsuming(Exception):
+    """Raised out of :meth:`ConsumerLoop.run` when a handler error has the STOP policy."""
+
+
+class ConsumerLoop:
+    """Consume topics with a consumer group; commit each offset only after the handler succeeded.
+
+    ``handler`` takes a batch of messages of one poll; it may raise for the whole batch (then the policy of
+    the error applies to the batch: RETRY re-runs it, DEAD_LETTER falls back to one message at a time so
+    only the bad ones go to the dead-letter topic, STOP stops). Use :func:`per_message` to wrap a
+    one-message handler.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        bootstrap: str,
+        group_id: str,
+        topics: Sequence[str],
+        handler: Callable[[list[Message]], None],
+        policy: Callable[[BaseException], Policy] = default_policy,
+        batch_size: int = 500,
+        retry_backoff: tuple[float, float] = (0.2, 5.0),
+        consumer_extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.group_id = group_id
+        self._bootstrap = bootstrap
+        self._handler = handler
+        self._policy = policy
+        self._batch_size = batch_size
+        self._backoff = retry_backoff
+        self._consumer_extra = consumer_extra or {}
+        self._topics = sorted(set(topics))
+        self._topics_changed = threading.Event()
+        self._stop = threading.Event()
+        self.ready = threading.Event()
+        self.last_error: str | None = None
+
+    # -- control -------------------------------------------------------------------------------------------
+    def set_topics(self, topics: Iterable[str]) -> None:
+        new = sorted(set(topics))
+        if new != self._topics:
+            self._topics = new
+            self._topics_changed.set()
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._topics)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- loop ----------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        consumer = Consumer(consumer_config(self._bootstrap, self.group_id, **self._consumer_extra))
+        try:
+            self._subscribe(consumer)
+            while not self._stop.is_set():
+                if self._topics_changed.is_set():
+                    self._topics_changed.clear()
+                    self._subscribe(consumer)
+                if not self._topics:
+                    self._stop.wait(0.2)
+                    continue
+                msgs = consumer.consume(self._batch_size, timeout=0.2)
+                batch = [m for m in msgs if self._usable(m)]
+                self.ready.set()
+                if batch:
+                    self._process(consumer, batch)
+        finally:
+            consumer.close()
+
+    def _subscribe(self, consumer: Consumer) -> None:
+        if self._topics:
+            consumer.subscribe(self._topics)
+            log.info("subscribed", extra={"group": self.group_id, "topics": self._topics})
+        else:
+            consumer.unsubscribe()
+
+    def _usable(self, msg: Message) -> bool:
+        err = msg.error()
+        if err is None:
+            return True
+        if err.code() not in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+            log.warning("consumer error", extra={"group": self.group_id, "error": err.str()})
+        return False
+
+    def _process(self, consumer: Consumer, batch: list[Message]) -> None:
+        attempt = 0
+        while True:
+            try:
+                self._handler(batch)
+                self._commit(consumer, batch)
+                return
+            except Exception as exc:
+                policy = self._policy(exc)
+                HANDLER_ERRORS.labels(self.group_id, policy.value).inc()
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                if policy is Policy.RETRY and not self._stop.is_set():
+                    attempt += 1
+                    delay = min(self._backoff[1], self._backoff[0] * 2 ** min(attempt, 10))
+                    log.warning(
+                        "handler failed, retrying",
+                        extra={"group": self.group_id, "error": self.last_error, "attempt": attempt},
+                    )
+                    self._stop.wait(delay)
+                    continue
+                if policy is Policy.DEAD_LETTER:
+                    self._one_by_one(consumer, batch)
+                    return
+                log.error("handler failed, stopping", extra={"group": self.group_id, "error": self.last_error})
+                raise StopConsuming(self.last_error) from exc
+
+    def _one_by_one(self, consumer: Consumer, batch: list[Message]) -> None:
+        for msg in batch:
+            attempt = 0
+            while True:
+                try:
+                    self._handler([msg])
+                    break
+                except Exception as exc:
+                    policy = self._policy(exc)
+                    if policy is Policy.DEAD_LETTER:
+                        self._dead_letter(msg, exc)
+                        break
+                    if policy is Policy.RETRY and not self._stop.is_set():
+                        attempt += 1
+                        self._stop.wait(min(self._backoff[1], self._backoff[0] * 2 ** min(attempt, 10)))
+                        continue
+                    raise StopConsuming(f"{type(exc).__name__}: {exc}") from exc
+            self._commit(consumer, [msg])
+
+    def _dead_letter(self, msg: Message, exc: BaseException) -> None:
+        topic = msg.topic() or "unknown"
+        raw_headers = msg.headers() or []
+        headers: Headers = list(raw_headers.items()) if isinstance(raw_headers, dict) else list(raw_headers)
+        headers += [
+            ("ondas-error", f"{type(exc).__name__}: {exc}"[:1000].encode()),
+            ("ondas-source-topic", topic.encode()),
+            ("ondas-source-partition", str(msg.partition()).encode()),
+            ("ondas-source-offset", str(msg.offset()).encode()),
+            ("ondas-consumer-group", self.group_id.encode()),
+        ]
+        log.warning(
+            "message dead-lettered",
+            extra={"group": self.group_id, "topic": topic, "offset": msg.offset(), "reason": str(exc)},
+        )
+        get_producer(self._bootstrap).send_and_wait(dead_letter(topic), msg.value() or b"", msg.key(), headers)
+
+    def _commit(self, consumer: Consumer, batch: list[Message]) -> None:
+        last: dict[tuple[str, int], int] = {}
+        for m in batch:
+            key = (m.topic() or "", m.partition() or 0)
+            last[key] = max(last.get(key, -1), m.offset() or 0)
+            CONSUMED.labels(self.group_id, key[0]).inc()
+        consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
+
+
+def per_message(handler: Callable[[Message], None]) -> Callable[[list[Message]], None]:
+    """Adapt a one-message handler to :class:`ConsumerLoop`."""
+
+    def handle(batch: list[Message]) -> None:
+        for msg in batch:
+            handler(msg)
+
+    return handle
+
+
+def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    admin = AdminClient(common_config(bootstrap))
+    while True:
+        try:
+            admin.list_topics(timeout=2)
+            return
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -1,0 +1,76 @@
+"""Reading settings from the environment. Each service declares its settings in its own
+``settings.py`` as a frozen dataclass built with these helpers; this is the only code that reads
+``os.environ`` for configuration.
+
+Names follow ``<SERVICE>_<SECTION>_<KEY>``; settings shared by every service start with ``ONDAS_``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def env_str(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        if default is None:
+            raise SettingsError(f"setting {name} is required")
+        return default
+    return value
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"setting {name} must be an integer, got {raw!r}") from exc
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"setting {name} must be a number, got {raw!r}") from exc
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"setting {name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class CommonSettings:
+    """Settings every service shares."""
+
+    kafka_bootstrap: str
+    auth_url: str
+    jwt_public_key_file: str
+    log_level: str
+    bind_host: str
+
+    @classmethod
+    def from_env(cls) -> CommonSettings:
+        return cls(
+            kafka_bootstrap=env_str("ONDAS_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+            auth_url=env_str("ONDAS_AUTH_URL", "http://127.0.0.1:8010"),
+            jwt_public_key_file=env_str("ONDAS_JWT_PUBLIC_KEY_FILE", ".data/keys/jwt-public.pem"),
+            log_level=env_str("ONDAS_LOG_LEVEL", "INFO"),
+            bind_host=env_str("ONDAS_BIND_HOST", "127.0.0.1"),
+        )

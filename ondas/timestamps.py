@@ -1,0 +1,52 @@
+"""Device timestamps: ISO 8601 or epoch (milliseconds or seconds). The platform carries epoch ms."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+
+# Epoch values below this are seconds (1e11 s is the year 5138; 1e11 ms is 1973).
+_SECONDS_LIMIT = 100_000_000_000
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def parse_timestamp(value: object) -> int:
+    """Return epoch milliseconds for an ISO 8601 string or an epoch number in seconds or milliseconds.
+
+    Raises ValueError with a message fit for a client when the value is none of these.
+    """
+    if isinstance(value, bool):
+        raise ValueError("timestamp must be ISO 8601 or epoch seconds/milliseconds, not a boolean")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError("timestamp must be a finite, non-negative epoch value")
+        return round(value * 1000) if value < _SECONDS_LIMIT else int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise ValueError("timestamp is empty")
+        try:
+            number = float(text)
+        except ValueError:
+            pass
+        else:
+            return parse_timestamp(number)
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError(f"timestamp {value!r} is not ISO 8601 nor an epoch number") from exc
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp() * 1000)
+    raise ValueError("timestamp must be ISO 8601 or epoch seconds/milliseconds")
+
+
+def to_iso(ms: int) -> str:
+    """Render epoch ms the way dojot's history does: ``2018-03-22T13:47:07.050000Z``."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,149 @@
+"""Everything ``make up`` needs to know, from the environment, in one place.
+
+Settings (all optional):
+- ``ONDAS_DATA_DIR``: where all state lives (default ``.data`` in the checkout).
+- ``ONDAS_<COMPONENT>_PORT``: the port of a component (see ``PORTS``); a default port that is taken is
+  replaced by the next free one, an explicit port that is taken is an error naming the setting.
+- ``ONDAS_POSTGRES_URL``, ``ONDAS_REDIS_URL``, ``ONDAS_MONGO_URL``, ``ONDAS_KAFKA_BOOTSTRAP``: use servers
+  that already run instead of starting our own.
+- ``ONDAS_ADMIN_PASSWORD``: the seeded admin's password (default ``admin``, as in dojot's tutorial).
+- ``ONDAS_LOG_LEVEL``: log level of every service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ondasctl.ports import PortChoice, choose
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# component -> (setting, default port)
+PORTS: dict[str, tuple[str, int]] = {
+    "gateway": ("ONDAS_GATEWAY_PORT", 8000),
+    "mqtt": ("ONDAS_MQTT_PORT", 1883),
+    "mqtts": ("ONDAS_MQTTS_PORT", 8883),
+    "mqtt_internal": ("ONDAS_MQTT_INTERNAL_PORT", 11883),
+    "kafka": ("ONDAS_KAFKA_PORT", 9092),
+    "postgres": ("ONDAS_POSTGRES_PORT", 5432),
+    "redis": ("ONDAS_REDIS_PORT", 6379),
+    "mongo": ("ONDAS_MONGO_PORT", 27017),
+    "auth": ("ONDAS_AUTH_PORT", 8010),
+    "device_manager": ("ONDAS_DEVICE_MANAGER_PORT", 8011),
+    "device_manager_relay": ("ONDAS_DEVICE_MANAGER_RELAY_PORT", 8012),
+    "history": ("ONDAS_HISTORY_PORT", 8013),
+    "persister": ("ONDAS_PERSISTER_PORT", 8014),
+    "mqtt_agent": ("ONDAS_MQTT_AGENT_PORT", 8015),
+}
+
+EXTERNAL = {
+    "postgres": "ONDAS_POSTGRES_URL",
+    "redis": "ONDAS_REDIS_URL",
+    "mongo": "ONDAS_MONGO_URL",
+    "kafka": "ONDAS_KAFKA_BOOTSTRAP",
+}
+
+
+@dataclass
+class Config:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    ports: dict[str, int] = field(default_factory=dict)
+    external: dict[str, str] = field(default_factory=dict)
+    admin_user: str = "admin"
+    admin_password: str = "admin"
+    log_level: str = "INFO"
+    notes: list[str] = field(default_factory=list)
+
+    # -- paths ---------------------------------------------------------------------------------------------
+    @property
+    def logs(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def state_file(self) -> Path:
+        return self.run / "state.json"
+
+    @property
+    def supervisor_pid_file(self) -> Path:
+        return self.run / "supervisor.pid"
+
+    @property
+    def keys(self) -> Path:
+        return self.data_dir / "keys"
+
+    def secret(self, name: str, nbytes: int = 18) -> str:
+        """A generated secret kept in the data directory (created once)."""
+        path = self.data_dir / "secrets" / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.write_text(secrets.token_urlsafe(nbytes))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    # -- derived URLs --------------------------------------------------------------------------------------
+    def postgres_url(self, database: str) -> str:
+        base = self.external.get("postgres")
+        if base:
+            return base.rsplit("/", 1)[0] + "/" + database
+        return f"postgresql://ondas:{self.secret('postgres')}@{self.host}:{self.ports['postgres']}/{database}"
+
+    @property
+    def redis_url(self) -> str:
+        return self.external.get("redis") or f"redis://{self.host}:{self.ports['redis']}/0"
+
+    @property
+    def mongo_url(self) -> str:
+        return self.external.get("mongo") or f"mongodb://{self.host}:{self.ports['mongo']}/"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.external.get("kafka") or f"{self.host}:{self.ports['kafka']}"
+
+    def url(self, component: str) -> str:
+        return f"http://{self.host}:{self.ports[component]}"
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["data_dir"] = str(self.data_dir)
+        return json.dumps(d, indent=2)
+
+
+def load(data_dir: Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """Build the configuration and choose ports (reusing the previous run's choices where possible)."""
+    env = dict(os.environ if env is None else env)
+    data_dir = (data_dir or Path(env.get("ONDAS_DATA_DIR") or ROOT / ".data")).resolve()
+    cfg = Config(
+        data_dir=data_dir,
+        admin_password=env.get("ONDAS_ADMIN_PASSWORD") or "admin",
+        log_level=env.get("ONDAS_LOG_LEVEL") or "INFO",
+        external={k: env[v] for k, v in EXTERNAL.items() if env.get(v)},
+    )
+    previous: dict[str, int] = {}
+    ports_file = data_dir / "run" / "ports.json"
+    if ports_file.exists():
+        previous = json.loads(ports_file.read_text())
+    taken: set[int] = set()
+    for name, (setting, default) in PORTS.items():
+        if name in cfg.external:
+            continue
+        explicit = int(env[setting]) if env.get(setting) else None
+        choice: PortChoice = choose(name, setting, previous.get(name, default), explicit, taken)
+        if choice.note and choice.port != previous.get(name):
+            cfg.notes.append(choice.note)
+        cfg.ports[name] = choice.port
+        taken.add(choice.port)
+    return cfg
+
+
+def save_ports(cfg: Config) -> None:
+    cfg.run.mkdir(parents=True, exist_ok=True)
+    (cfg.run / "ports.json").write_text(json.dumps(cfg.ports, indent=2))
