@@ -25,7 +25,9 @@ class OndasError(Exception):
         return body
 
 
-class Invalid(OndasError):
+class Invalid(OndasError, ValueError):
+    """Bad input. Also a ValueError, so validators (pydantic, parsers) can raise it directly."""
+
     status = 400
     kind = "invalid"
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from ondasctl.ports import PortChoice, choose
 
+# dojot's tutorial logs in with admin/admin; auth warns at every start while it is unchanged.
+DEFAULT_ADMIN_PASSWORD = "admin"  # noqa: S105
 ROOT = Path(__file__).resolve().parent.parent
 
 # component -> (setting, default port)
@@ -55,7 +57,7 @@ class Config:
     ports: dict[str, int] = field(default_factory=dict)
     external: dict[str, str] = field(default_factory=dict)
     admin_user: str = "admin"
-    admin_password: str = "admin"
+    admin_password: str = DEFAULT_ADMIN_PASSWORD
     log_level: str = "INFO"
     notes: list[str] = field(default_factory=list)
 
@@ -123,7 +125,7 @@ def load(data_dir: Path | None = None, env: dict[str, str] | None = None) -> Con
     data_dir = (data_dir or Path(env.get("ONDAS_DATA_DIR") or ROOT / ".data")).resolve()
     cfg = Config(
         data_dir=data_dir,
-        admin_password=env.get("ONDAS_ADMIN_PASSWORD") or "admin",
+        admin_password=env.get("ONDAS_ADMIN_PASSWORD") or DEFAULT_ADMIN_PASSWORD,
         log_level=env.get("ONDAS_LOG_LEVEL") or "INFO",
         external={k: env[v] for k, v in EXTERNAL.items() if env.get(v)},
     )

@@ -301,9 +301,7 @@ def mosquitto_spec(cfg: Config) -> ProcSpec:
         name="mosquitto",
         argv=[shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(d / "mosquitto.conf")],
         log_file=cfg.logs / "mosquitto.log",
-        ready=lambda: all(
-            _tcp_ready(cfg.host, cfg.ports[p]) for p in ("mqtt", "mqtts", "mqtt_internal")
-        ),
+        ready=lambda: all(_tcp_ready(cfg.host, cfg.ports[p]) for p in ("mqtt", "mqtts", "mqtt_internal")),
         prepare=lambda: mosquitto_prepare(cfg),
         port=cfg.ports["mqtt"],
     )

@@ -15,9 +15,7 @@ from cryptography.x509.oid import NameOID
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
     path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     path.chmod(0o600)
 
@@ -73,7 +71,10 @@ def ensure_ca_and_server_cert(pki_dir: Path, hostnames: list[str]) -> tuple[Path
         ca_cert_p.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
         srv_cert_p.unlink(missing_ok=True)
     if not srv_cert_p.exists():
-        ca_key = serialization.load_pem_private_key(ca_key_p.read_bytes(), None)
+        loaded = serialization.load_pem_private_key(ca_key_p.read_bytes(), None)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{ca_key_p} is not an EC key")
+        ca_key = loaded
         ca_cert = x509.load_pem_x509_certificate(ca_cert_p.read_bytes())
         key = ec.generate_private_key(ec.SECP256R1())
         sans: list[x509.GeneralName] = []
@@ -92,7 +93,7 @@ def ensure_ca_and_server_cert(pki_dir: Path, hostnames: list[str]) -> tuple[Path
             .not_valid_after(now + dt.timedelta(days=825))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+            .sign(ca_key, hashes.SHA256())
         )
         _write_key(srv_key_p, key)
         srv_cert_p.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

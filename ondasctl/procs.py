@@ -53,7 +53,7 @@ class Proc:
         if self.spec.prepare:
             self.spec.prepare()
         self.spec.log_file.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.spec.log_file, "ab")  # noqa: SIM115  (handed to the child, closed below)
+        log = open(self.spec.log_file, "ab")
         env = {**os.environ, **self.spec.env}
         try:
             self.popen = subprocess.Popen(

@@ -1,0 +1,1 @@
+"""auth: users, tenants and the decisions the gateway delegates (who may do what)."""

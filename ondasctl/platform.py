@@ -1,0 +1,132 @@
+"""The whole platform as an ordered list of process specs: infrastructure first, then services, then the
+gateway. One place decides what runs, with which settings."""
+
+from __future__ import annotations
+
+import sys
+
+import requests
+
+from ondasctl import infra
+from ondasctl.config import Config
+from ondasctl.procs import ProcSpec
+
+DATABASES = ["ondas_auth", "ondas_device_manager"]
+
+# Kong service name (gateway/kong.yml) -> component whose port serves it locally.
+GATEWAY_UPSTREAMS = {"auth": "auth", "device-manager": "device_manager", "history": "history"}
+
+
+def infra_specs(cfg: Config) -> list[ProcSpec]:
+    specs = []
+    if "kafka" not in cfg.external:
+        specs.append(infra.kafka_spec(cfg))
+    if "postgres" not in cfg.external:
+        specs.append(infra.postgres_spec(cfg))
+    if "redis" not in cfg.external:
+        specs.append(infra.redis_spec(cfg))
+    if "mongo" not in cfg.external:
+        specs.append(infra.mongo_spec(cfg))
+    specs.append(infra.mosquitto_spec(cfg))
+    return specs
+
+
+def _http_ready(url: str) -> bool:
+    return requests.get(url, timeout=2).status_code == 200
+
+
+def _service(cfg: Config, name: str, module: list[str], port_key: str, env: dict[str, str]) -> ProcSpec:
+    _, public = cfg.keys / "jwt-private.pem", cfg.keys / "jwt-public.pem"
+    url = cfg.url(port_key)
+    common = {
+        "ONDAS_KAFKA_BOOTSTRAP": cfg.kafka_bootstrap,
+        "ONDAS_AUTH_URL": cfg.url("auth"),
+        "ONDAS_JWT_PUBLIC_KEY_FILE": str(public),
+        "ONDAS_LOG_LEVEL": cfg.log_level,
+        "ONDAS_BIND_HOST": cfg.host,
+        "PYTHONUNBUFFERED": "1",
+    }
+    return ProcSpec(
+        name=name,
+        argv=[sys.executable, "-m", *module],
+        log_file=cfg.logs / f"{name}.log",
+        ready=lambda: _http_ready(url + "/health/ready"),
+        kind="service",
+        env={**common, **env},
+        health_url=url + "/health/ready",
+        port=cfg.ports[port_key],
+    )
+
+
+def service_specs(cfg: Config) -> list[ProcSpec]:
+    p = cfg.ports
+    return [
+        _service(
+            cfg,
+            "auth",
+            ["auth"],
+            "auth",
+            {
+                "AUTH_HTTP_PORT": str(p["auth"]),
+                "AUTH_DB_URL": cfg.postgres_url("ondas_auth"),
+                "AUTH_JWT_PRIVATE_KEY_FILE": str(cfg.keys / "jwt-private.pem"),
+                "AUTH_ADMIN_PASSWORD": cfg.admin_password,
+            },
+        ),
+        _service(
+            cfg,
+            "device-manager",
+            ["device_manager", "api"],
+            "device_manager",
+            {
+                "DEVICE_MANAGER_HTTP_PORT": str(p["device_manager"]),
+                "DEVICE_MANAGER_DB_URL": cfg.postgres_url("ondas_device_manager"),
+            },
+        ),
+        _service(
+            cfg,
+            "device-manager-relay",
+            ["device_manager", "relay"],
+            "device_manager_relay",
+            {
+                "DEVICE_MANAGER_RELAY_HEALTH_PORT": str(p["device_manager_relay"]),
+                "DEVICE_MANAGER_DB_URL": cfg.postgres_url("ondas_device_manager"),
+            },
+        ),
+        _service(
+            cfg,
+            "persister",
+            ["persister"],
+            "persister",
+            {"PERSISTER_HEALTH_PORT": str(p["persister"]), "PERSISTER_MONGO_URL": cfg.mongo_url},
+        ),
+        _service(
+            cfg,
+            "history",
+            ["history"],
+            "history",
+            {"HISTORY_HTTP_PORT": str(p["history"]), "HISTORY_MONGO_URL": cfg.mongo_url},
+        ),
+        _service(
+            cfg,
+            "mqtt-agent",
+            ["agents.mqtt"],
+            "mqtt_agent",
+            {
+                "MQTT_AGENT_HEALTH_PORT": str(p["mqtt_agent"]),
+                "MQTT_AGENT_BROKER_HOST": cfg.host,
+                "MQTT_AGENT_BROKER_PORT": str(p["mqtt_internal"]),
+                "MQTT_AGENT_BROKER_USERNAME": infra.MQTT_AGENT_USER,
+                "MQTT_AGENT_BROKER_PASSWORD": cfg.secret("mqtt-agent"),
+                "MQTT_AGENT_DEVICE_MANAGER_URL": cfg.url("device_manager"),
+            },
+        ),
+    ]
+
+
+def gateway_spec(cfg: Config) -> ProcSpec:
+    return infra.gateway_spec(cfg, {svc: cfg.ports[comp] for svc, comp in GATEWAY_UPSTREAMS.items()})
+
+
+def all_specs(cfg: Config) -> list[ProcSpec]:
+    return [*infra_specs(cfg), *service_specs(cfg), gateway_spec(cfg)]

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs what the platform and its tests need and is missing; idempotent; says what it does.
+#   - Debian packages: PostgreSQL, Redis, Mosquitto (+ clients), nginx, jq, curl, Python 3.11 venv support
+#   - a Python virtual environment in .venv with the project and its pinned dependencies (constraints.txt)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '==> %s\n' "$*"; }
+
+# --- Debian packages ---------------------------------------------------------------------------------------
+declare -A need=(
+  [nginx]=nginx-light
+  [mosquitto]=mosquitto
+  [mosquitto_pub]=mosquitto-clients
+  [mosquitto_passwd]=mosquitto
+  [redis-server]=redis-server
+  [jq]=jq
+  [curl]=curl
+)
+missing=()
+for cmd in "${!need[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${need[$cmd]}")
+done
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+PYTHON=${PYTHON:-}
+if [ -z "$PYTHON" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      PYTHON=$(command -v "$candidate"); break
+    fi
+  done
+fi
+[ -n "$PYTHON" ] || missing+=(python3.11 python3.11-venv)
+if [ -n "$PYTHON" ] && ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then missing+=(python3.11-venv); fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  step "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  step "system packages present (postgresql, redis, mosquitto, nginx, jq, curl, python 3.11)"
+fi
+if [ -z "$PYTHON" ]; then PYTHON=$(command -v python3.11); fi
+
+# --- Python environment ------------------------------------------------------------------------------------
+if [ ! -x .venv/bin/python ]; then
+  step "creating the virtual environment .venv ($PYTHON)"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.ondas-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+  step "installing the project and its pinned dependencies into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+  touch "$stamp"
+else
+  step "Python environment up to date (.venv)"
+fi
