@@ -248,11 +248,11 @@ class ConsumerLoop:
                     self._topics_changed.clear()
                     self._subscribe(consumer)
                 if not self._topics:
+                    self.ready.set()
                     self._stop.wait(0.2)
                     continue
                 msgs = consumer.consume(self._batch_size, timeout=0.2)
                 batch = [m for m in msgs if self._usable(m)]
-                self.ready.set()
                 if batch:
                     self._process(consumer, batch)
         finally:
@@ -260,7 +260,8 @@ class ConsumerLoop:
 
     def _subscribe(self, consumer: Consumer) -> None:
         if self._topics:
-            consumer.subscribe(self._topics)
+            # Ready once the group has assigned this member its share (possibly none of the partitions).
+            consumer.subscribe(self._topics, on_assign=lambda _c, _parts: self.ready.set())
             log.info("subscribed", extra={"group": self.group_id, "topics": self._topics})
         else:
             consumer.unsubscribe()

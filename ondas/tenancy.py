@@ -8,6 +8,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 
 import requests
@@ -58,8 +59,8 @@ class TenancyTracker:
         self._on_change = on_change
         self._lock = threading.Lock()
         self._tenants: frozenset[str] = frozenset()
-        # Every process follows every tenancy event, so each one has its own consumer group.
-        group = f"{service}.tenancy.{socket.gethostname()}.{os.getpid()}"
+        # Every tracker follows every tenancy event, so each one has a consumer group of its own.
+        group = f"{service}.tenancy.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         self._loop = ConsumerLoop(
             name=f"{service}-tenancy",
             bootstrap=bootstrap,

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         say(f"the platform is already running (supervisor pid {pid}); nothing to do")
         cfg = _config_from_state(state)
         if state.get("phase") == "starting":
-            return _wait_up(data_dir, pid, cfg, args.timeout)
+            return _wait_up(data_dir, lambda: pid_alive(pid), cfg, args.timeout)
         print_summary(cfg)
         return 0
     try:
@@ -115,7 +116,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     log_path = cfg.logs / "supervisor.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ondasctl", "supervise", "--data-dir", str(cfg.data_dir)],
+            [sys.executable, "-m", "ondasctl", "--data-dir", str(cfg.data_dir), "supervise"],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -123,10 +124,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             cwd=config_mod.ROOT,
         )
     say(f"supervisor started (pid {proc.pid}, log {log_path})")
-    return _wait_up(data_dir, proc.pid, cfg, args.timeout)
+    return _wait_up(data_dir, lambda: proc.poll() is None, cfg, args.timeout)
 
 
-def _wait_up(data_dir: Path, pid: int, cfg: Config, timeout: float) -> int:
+def _wait_up(data_dir: Path, alive: Callable[[], bool], cfg: Config, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     reported: set[str] = set()
     while time.monotonic() < deadline:
@@ -139,7 +140,7 @@ def _wait_up(data_dir: Path, pid: int, cfg: Config, timeout: float) -> int:
         if state.get("phase") == "ready":
             print_summary(cfg)
             return 0
-        if state.get("phase") == "failed" or not pid_alive(pid):
+        if state.get("phase") == "failed" or not alive():
             print(f"error: the platform did not start: {state.get('error')}", file=sys.stderr)
             print(tail(cfg.logs / "supervisor.log", 20), file=sys.stderr)
             return 1

@@ -52,8 +52,10 @@ fi
 stamp=.venv/.ondas-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   step "installing the project and its pinned dependencies into .venv"
-  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+  log=.venv/pip-install.log
+  if ! .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' >"$log" 2>&1; then
+    tail -30 "$log"; echo "pip install failed (full log: $log)" >&2; exit 1
+  fi
   touch "$stamp"
 else
   step "Python environment up to date (.venv)"

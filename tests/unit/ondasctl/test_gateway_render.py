@@ -72,7 +72,8 @@ services:
     "body",
     [
         '_format_version: "1.1"\nservices: []\n',
-        '_format_version: "3.0"\nservices: [{name: a, url: "http://a", routes: [{name: r, paths: [/a], methods: [GET]}]}]\n',
+        '_format_version: "3.0"\nservices: [{name: a, url: "http://a", '
+        "routes: [{name: r, paths: [/a], methods: [GET]}]}]\n",
         '_format_version: "3.0"\nservices: [{name: auth, url: "http://a", routes: [{name: r, paths: [/a]}, '
         "{name: s, paths: [/a]}]}]\n",
         '_format_version: "3.0"\nservices: [{name: nowhere, url: "http://a", routes: [{name: r, paths: [/a]}]}]\n',

@@ -1,0 +1,1 @@
+"""IoT agents: protocol adapters between devices and the platform."""

@@ -1,0 +1,2 @@
+"""The MQTT IoT agent: device attrs from Mosquitto to ``<tenant>.device-data``, ``configure`` events back to
+``<tenant>:<device-id>/config``."""

@@ -1,0 +1,152 @@
+"""The one place that wires the MQTT agent together.
+
+Start-up order: health endpoints, Kafka producer, device-events consumer (no topics yet), tenancy, then the
+device caches are warmed (each tenant's events are consumed only once its cache is warm), then the MQTT
+subscription opens: no device message is judged against a cold cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+
+from agents.mqtt.bridge import AttrsBridge
+from agents.mqtt.broker import MqttConnection
+from agents.mqtt.cache import CacheWarmer, DeviceCache, fetch_device
+from agents.mqtt.commands import DeviceEventHandler
+from agents.mqtt.settings import Settings
+from ondas.errors import Unavailable
+from ondas.health import Health, serve_health
+from ondas.kafka import ConsumerLoop, get_producer, per_message
+from ondas.tenancy import TenancyTracker
+from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, device_events
+
+log = logging.getLogger("agents.mqtt.app")
+
+SERVICE = "mqtt-agent"
+CONSUMER_GROUP = "mqtt-agent"
+PUBLISH_TIMEOUT_S = 30.0
+
+
+class MqttAgent:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.health = Health(SERVICE)
+        self.cache = DeviceCache()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._mqtt: MqttConnection | None = None
+        self.failed = False
+
+    # -- Kafka -> MQTT, called on the consumer thread ----------------------------------------------------------
+    def publish_sync(self, topic: str, payload: bytes) -> None:
+        loop, mqtt = self._loop, self._mqtt
+        if loop is None or mqtt is None:
+            raise Unavailable("the MQTT connection is not up yet")
+        fut = asyncio.run_coroutine_threadsafe(mqtt.publish(topic, payload, PUBLISH_TIMEOUT_S), loop)
+        try:
+            fut.result(PUBLISH_TIMEOUT_S + 5)
+        except concurrent.futures.TimeoutError as exc:
+            fut.cancel()
+            raise Unavailable("the MQTT publish did not complete in time", topic=topic) from exc
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        self._loop = asyncio.get_running_loop()
+        server = serve_health(self.health, s.common.bind_host, s.health_port)
+        producer = get_producer(s.common.kafka_bootstrap)
+        consumer = ConsumerLoop(
+            name=SERVICE,
+            bootstrap=s.common.kafka_bootstrap,
+            group_id=CONSUMER_GROUP,
+            topics=[],
+            handler=per_message(DeviceEventHandler(self.cache, self.publish_sync)),
+        )
+        warmer = CacheWarmer(
+            self.cache,
+            s.device_manager_url,
+            on_warmed=lambda tenants: consumer.set_topics(device_events(t) for t in tenants),
+        )
+        tracker = TenancyTracker(
+            service=SERVICE,
+            auth_url=s.common.auth_url,
+            bootstrap=s.common.kafka_bootstrap,
+            subjects=[DEVICE_DATA, DEVICE_EVENTS],
+            on_change=warmer.set_tenants,
+        )
+        bridge = AttrsBridge(
+            cache=self.cache,
+            producer=producer,
+            max_payload_bytes=s.max_payload_bytes,
+            max_depth=s.max_depth,
+            lookup=lambda tenant, device_id: fetch_device(s.device_manager_url, tenant, device_id),
+        )
+        mqtt = MqttConnection(
+            host=s.broker_host,
+            port=s.broker_port,
+            username=s.broker_username,
+            password=s.broker_password,
+            client_id=s.client_id,
+            session_expiry_s=s.session_expiry_s,
+            receive_maximum=s.receive_maximum,
+            on_attrs=bridge.handle,
+        )
+        consumer_thread = threading.Thread(target=self._consume, args=(consumer, stop), name="device-events")
+        self.health.add_check("mqtt", lambda: mqtt.connected)
+        self.health.add_check("tenancy", lambda: tracker.ready)
+        self.health.add_check("device-cache", lambda: warmer.warmed)
+        self.health.add_check("device-events", lambda: consumer_thread.is_alive() and consumer.ready.is_set())
+        try:
+            consumer_thread.start()
+            warmer.start()
+            await self._until(stop, self._loop.run_in_executor(None, tracker.start))
+            await self._until(stop, self._wait(lambda: warmer.warmed, stop))
+            if not stop.is_set():
+                await self._until(stop, mqtt.start())
+                self._mqtt = mqtt
+                log.info("MQTT agent running", extra={"tenants": sorted(tracker.tenants)})
+                await stop.wait()
+        finally:
+            log.info("MQTT agent stopping")
+            consumer.stop()
+            await asyncio.get_running_loop().run_in_executor(None, consumer_thread.join, 10)
+            if self._mqtt is not None:
+                await mqtt.stop()
+            self._mqtt = None
+            tracker.stop()
+            warmer.stop()
+            producer.flush()
+            server.shutdown()
+            server.server_close()
+            log.info("MQTT agent stopped")
+
+    def _consume(self, consumer: ConsumerLoop, stop: asyncio.Event) -> None:
+        try:
+            consumer.run()
+        except Exception:
+            log.exception("device-events consumer stopped")
+            self.failed = True
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(stop.set)
+
+    @staticmethod
+    async def _wait(predicate: object, stop: asyncio.Event) -> None:
+        assert callable(predicate)
+        while not predicate() and not stop.is_set():
+            await asyncio.sleep(0.1)
+
+    @staticmethod
+    async def _until(stop: asyncio.Event, awaitable: object) -> None:
+        """Await ``awaitable`` unless ``stop`` is set first (then it is cancelled)."""
+        task = asyncio.ensure_future(awaitable)  # type: ignore[call-overload]
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if task.done():
+            task.result()
+        else:
+            task.cancel()

@@ -1,0 +1,165 @@
+"""The agent's MQTT connection (gmqtt, MQTT v5) to the broker's internal listener.
+
+- Inbound: a shared subscription ``$share/<group>/+/attrs`` at QoS 1 with ``optimistic_acknowledgement=False``:
+  gmqtt sends the PUBACK only when the ``on_message`` coroutine returns, so a device's message is acknowledged
+  only after it was handled.
+- Outbound: :meth:`MqttConnection.publish` waits for the broker's PUBACK (gmqtt has no publish future: the
+  wait is built on the in-flight store that gmqtt keeps until PUBACK).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gmqtt import Client
+from gmqtt.storage import PersistentStorage
+
+from ondas.errors import Unavailable
+
+log = logging.getLogger("agents.mqtt.broker")
+
+SHARE_GROUP = "ondas-mqtt-agent"
+ATTRS_SUBSCRIPTION = f"$share/{SHARE_GROUP}/+/attrs"
+
+MessageHandler = Callable[[str, bytes], Awaitable[int]]
+
+
+class AckTrackingStorage(PersistentStorage):  # type: ignore[misc]
+    """gmqtt's in-flight store of outbound QoS 1 messages, with one future per packet id that resolves on
+    PUBACK and fails when the broker did not keep the session (the message may not have been delivered)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._acks: dict[int, asyncio.Future[None]] = {}
+        self.last_mid: int | None = None
+
+    def push_message(self, mid: int, raw_package: bytes) -> None:
+        super().push_message(mid, raw_package)
+        if mid not in self._acks:
+            self._acks[mid] = asyncio.get_running_loop().create_future()
+        self.last_mid = mid
+
+    def remove_message_by_mid(self, mid: int) -> None:
+        super().remove_message_by_mid(mid)
+        fut = self._acks.pop(mid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def clear(self) -> None:
+        super().clear()
+        acks, self._acks = self._acks, {}
+        for fut in acks.values():
+            if not fut.done():
+                fut.set_exception(Unavailable("the broker dropped the session before acknowledging"))
+
+    def ack_of(self, mid: int) -> asyncio.Future[None]:
+        return self._acks[mid]
+
+
+class MqttConnection:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        client_id: str,
+        session_expiry_s: int,
+        receive_maximum: int,
+        on_attrs: MessageHandler,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._on_attrs = on_attrs
+        self._store = AckTrackingStorage()
+        self._client = Client(
+            client_id,
+            clean_session=False,
+            optimistic_acknowledgement=False,
+            persistent_storage=self._store,
+            session_expiry_interval=session_expiry_s,
+            receive_maximum=receive_maximum,
+        )
+        self._client.set_auth_credentials(username, password)
+        self._client.reconnect_delay = 1
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
+        self._subscribed = asyncio.Event()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._stopping = False
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._client._connection is not None and self._client.is_connected) and self._subscribed.is_set()
+
+    async def start(self, timeout: float = 60.0) -> None:
+        """Connect (retrying while the broker is not reachable) and subscribe to every device's attrs."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                await self._client.connect(self._host, self._port, keepalive=30)
+                break
+            except Exception as exc:  # OSError, or gmqtt's own refusal errors
+                if loop.time() > deadline:
+                    raise Unavailable(f"MQTT broker {self._host}:{self._port} not reachable: {exc}") from exc
+                log.warning("MQTT broker not reachable, retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
+                await asyncio.sleep(0.5)
+        await asyncio.wait_for(self._subscribed.wait(), timeout)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Finish the messages being handled (so they are acknowledged), then end the session for good."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        self._stopping = True
+        # A graceful stop leaves nothing to redeliver: drop the session so the shared subscription does not
+        # keep queueing messages for a member that is gone.
+        await self._client.disconnect(session_expiry_interval=0)
+
+    def _on_connect(self, client: Client, flags: int, rc: int, properties: dict[str, Any]) -> None:
+        log.info("connected to the MQTT broker", extra={"session_present": bool(flags)})
+        # Subscribing again is harmless when the session was kept, and needed when it was not.
+        client.subscribe(ATTRS_SUBSCRIPTION, qos=1)
+
+    def _on_subscribe(self, client: Client, mid: int, granted: tuple[int, ...], properties: Any) -> None:
+        if all(code < 0x80 for code in granted):
+            self._subscribed.set()
+            log.info("subscribed", extra={"subscription": ATTRS_SUBSCRIPTION, "granted": list(granted)})
+        else:
+            log.error("subscription refused", extra={"subscription": ATTRS_SUBSCRIPTION, "granted": list(granted)})
+
+    def _on_disconnect(self, client: Client, packet: Any, exc: Any = None) -> None:
+        self._subscribed.clear()
+        if self._stopping:
+            log.info("disconnected from the MQTT broker")
+        else:
+            log.warning("disconnected from the MQTT broker, reconnecting")
+
+    async def _on_message(self, client: Client, topic: str, payload: bytes, qos: int, properties: Any) -> int:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            return await self._on_attrs(topic, payload)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def publish(self, topic: str, payload: bytes, timeout: float = 30.0) -> None:
+        """Publish at QoS 1 and wait for the broker's PUBACK; raises Unavailable when not acknowledged."""
+        if not self.connected:
+            raise Unavailable("not connected to the MQTT broker")
+        self._client.publish(topic, payload, qos=1)
+        mid = self._store.last_mid
+        if mid is None:
+            raise Unavailable("the message was not stored for acknowledgement")
+        try:
+            await asyncio.wait_for(asyncio.shield(self._store.ack_of(mid)), timeout)
+        except TimeoutError as exc:
+            raise Unavailable(f"no PUBACK from the broker within {timeout} s", topic=topic) from exc

@@ -1,0 +1,59 @@
+"""Kafka -> MQTT, and the device cache's feed: device events of every served tenant.
+
+- create / update / remove: applied to the device cache.
+- configure: ``data.attrs`` as JSON to ``<tenant>:<device-id>/config`` at QoS 1. The handler returns (and the
+  ConsumerLoop commits the event) only after the broker acknowledged the publish; if it did not, the handler
+  raises Unavailable and the loop retries (at-least-once towards the device).
+
+The tenant is the tenant of the topic; an event naming another tenant in ``meta.service`` is refused (so one
+tenant's topic can never address another tenant's device).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from confluent_kafka import Message
+
+from agents.mqtt.cache import DeviceCache
+from agents.mqtt.metrics import CONFIG_SENT
+from agents.mqtt.payload import Drop, config_topic, parse_device
+from ondas.contracts import ContractError, DeviceEvent
+from ondas.log import bind
+from ondas.topics import parse
+
+log = logging.getLogger("agents.mqtt.commands")
+
+# (MQTT topic, payload) -> returns once the broker acknowledged; raises Unavailable otherwise.
+PublishSync = Callable[[str, bytes], None]
+
+
+class DeviceEventHandler:
+    def __init__(self, cache: DeviceCache, publish: PublishSync) -> None:
+        self._cache = cache
+        self._publish = publish
+
+    def __call__(self, msg: Message) -> None:
+        tenant = parse(msg.topic() or "").tenant
+        event = DeviceEvent.parse(msg.value() or b"")
+        if event.tenant != tenant:
+            raise ContractError(f"meta.service {event.tenant!r} is not the tenant of the topic ({tenant!r})")
+        with bind(tenant=tenant, device=event.device_id):
+            if event.event == "configure":
+                self._configure(tenant, event)
+            else:
+                self._cache.apply(tenant, event)
+                log.info("device cache updated", extra={"event": event.event})
+
+    def _configure(self, tenant: str, event: DeviceEvent) -> None:
+        try:
+            ref = parse_device(f"{tenant}:{event.device_id}")
+        except Drop as exc:
+            raise ContractError(f"data.id: {exc.detail}") from exc
+        payload = json.dumps(event.data["attrs"], separators=(",", ":"), ensure_ascii=False).encode()
+        topic = config_topic(ref)
+        self._publish(topic, payload)
+        CONFIG_SENT.labels(tenant).inc()
+        log.info("configuration sent", extra={"topic": topic})

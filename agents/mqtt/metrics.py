@@ -1,0 +1,13 @@
+"""Prometheus metrics of the MQTT agent. The tenant label only ever holds a known tenant (else ``_unknown``):
+any client can pick the tenant part of its username, and labels must stay bounded."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+UNKNOWN_TENANT = "_unknown"
+
+RECEIVED = Counter("mqtt_agent_messages_received_total", "Device messages received from the broker", ["tenant"])
+PUBLISHED = Counter("mqtt_agent_messages_published_total", "Device messages Kafka accepted", ["tenant"])
+DROPPED = Counter("mqtt_agent_messages_dropped_total", "Device messages not forwarded", ["tenant", "reason"])
+CONFIG_SENT = Counter("mqtt_agent_config_sent_total", "Configure messages the broker accepted", ["tenant"])

@@ -1,0 +1,43 @@
+"""Settings of the MQTT agent, read from the environment in this one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ondas.settings import CommonSettings, env_int, env_str
+
+
+@dataclass(frozen=True)
+class Settings:
+    common: CommonSettings
+    health_port: int
+    broker_host: str
+    broker_port: int
+    broker_username: str
+    broker_password: str
+    # A persistent MQTT session needs a stable client id, kept across restarts; each bridge process has its own
+    # (a shared subscription may queue messages for an offline member until its session expires).
+    client_id: str
+    session_expiry_s: int
+    # How many unacknowledged QoS 1 messages the broker may have in flight to the agent at once.
+    receive_maximum: int
+    device_manager_url: str
+    max_payload_bytes: int
+    max_depth: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            common=CommonSettings.from_env(),
+            health_port=env_int("MQTT_AGENT_HEALTH_PORT", 8015),
+            broker_host=env_str("MQTT_AGENT_BROKER_HOST", "127.0.0.1"),
+            broker_port=env_int("MQTT_AGENT_BROKER_PORT", 11883),
+            broker_username=env_str("MQTT_AGENT_BROKER_USERNAME", "ondas-agent"),
+            broker_password=env_str("MQTT_AGENT_BROKER_PASSWORD"),
+            client_id=env_str("MQTT_AGENT_BROKER_CLIENT_ID", "ondas-mqtt-agent-0"),
+            session_expiry_s=env_int("MQTT_AGENT_BROKER_SESSION_EXPIRY", 300),
+            receive_maximum=env_int("MQTT_AGENT_BROKER_RECEIVE_MAXIMUM", 200),
+            device_manager_url=env_str("MQTT_AGENT_DEVICE_MANAGER_URL", "http://127.0.0.1:8011"),
+            max_payload_bytes=env_int("MQTT_AGENT_MAX_PAYLOAD_BYTES", 65536),
+            max_depth=env_int("MQTT_AGENT_MAX_JSON_DEPTH", 32),
+        )

@@ -1,0 +1,58 @@
+"""The one place that wires the device manager together: store, service, HTTP app and outbox relay."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from device_manager import api
+from device_manager.outbox import OutboxRelay
+from device_manager.service import DeviceManager
+from device_manager.settings import Settings
+from device_manager.store_postgres import PostgresStore
+from ondas import kafka
+from ondas.authn import load_public_key
+from ondas.health import Health
+from ondas.web import create_app
+
+SERVICE = "device-manager"
+
+
+def build_api(settings: Settings) -> Flask:
+    """The REST app. Opens a connection pool and creates the tables; call :func:`close_api` when done."""
+    store = PostgresStore(settings.db_url, max_connections=settings.db_max_connections)
+    try:
+        store.migrate()
+    except Exception:
+        store.close()
+        raise
+    health = Health(SERVICE)
+    health.add_check("postgres", store.ping)
+    key_file = settings.common.jwt_public_key_file
+    app = create_app(SERVICE, health, public_key=lambda: load_public_key(key_file))
+    app.register_blueprint(api.blueprint(DeviceManager(store)))
+    app.extensions["device_manager_store"] = store
+    return app
+
+
+def close_api(app: Flask) -> None:
+    store: PostgresStore = app.extensions["device_manager_store"]
+    store.close()
+
+
+def build_relay(settings: Settings) -> OutboxRelay:
+    """The outbox relay, publishing with the process's one Kafka producer."""
+    bootstrap = settings.common.kafka_bootstrap
+    return OutboxRelay(
+        settings.db_url,
+        publisher=kafka.get_producer(bootstrap),
+        ensure_topics=lambda names: kafka.ensure_topics(bootstrap, names),
+        poll_interval=settings.relay_poll_seconds,
+    )
+
+
+def migrate(settings: Settings) -> None:
+    store = PostgresStore(settings.db_url, max_connections=1)
+    try:
+        store.migrate()
+    finally:
+        store.close()

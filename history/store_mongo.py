@@ -1,0 +1,103 @@
+"""Reading the persister's MongoDB layout (see the persister package docstring): database
+``<prefix><tenant>``, collections ``points`` and ``latest``. The tenant always picks the database, so one
+tenant's queries cannot reach another tenant's data."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, MongoClient
+from pymongo.database import Database
+from pymongo.errors import ConnectionFailure, PyMongoError
+
+from history.models import Entry
+from ondas.errors import Unavailable
+
+Doc = dict[str, Any]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_DB_NAME = 63
+
+
+def database_name(prefix: str, tenant: str) -> str:
+    """The tenant's database; the same rule as ``persister.models.database_name`` (a test keeps them equal)."""
+    name = prefix + tenant
+    if len(name) <= MAX_DB_NAME:
+        return name
+    digest = hashlib.sha256(tenant.encode()).hexdigest()[:12]
+    return name[: MAX_DB_NAME - len(digest) - 1] + "_" + digest
+
+
+def to_datetime(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def to_ms(dt: datetime) -> int:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return (dt - EPOCH) // timedelta(milliseconds=1)
+
+
+def entry(doc: Doc) -> Entry:
+    return Entry(
+        device_id=doc["device_id"],
+        attr=doc["attr"],
+        value=doc.get("value"),
+        ts_ms=to_ms(doc["ts"]),
+        metadata=doc.get("metadata") or {},
+    )
+
+
+class MongoHistoryStore:
+    def __init__(self, url: str, db_prefix: str, timeout_ms: int = 5000) -> None:
+        self._client: MongoClient[Doc] = MongoClient(
+            url, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
+        )
+        self._prefix = db_prefix
+
+    def _db(self, tenant: str) -> Database[Doc]:
+        return self._client[database_name(self._prefix, tenant)]
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.admin.command("ping").get("ok"))
+        except PyMongoError:
+            return False
+
+    def close(self) -> None:
+        self._client.close()
+
+    def attrs(self, tenant: str, device_id: str) -> list[str]:
+        """The attributes of the device that have data, sorted."""
+        try:
+            docs = self._db(tenant)["latest"].find({"device_id": device_id}, {"attr": 1, "_id": 0})
+            return sorted({d["attr"] for d in docs})
+        except ConnectionFailure as exc:
+            raise Unavailable(f"MongoDB is unavailable: {exc}") from exc
+
+    def entries(
+        self,
+        tenant: str,
+        device_id: str,
+        attr: str,
+        *,
+        date_from_ms: int | None,
+        date_to_ms: int | None,
+        newest_first: bool,
+        limit: int,
+    ) -> list[Entry]:
+        flt: Doc = {"device_id": device_id, "attr": attr}
+        ts: Doc = {}
+        if date_from_ms is not None:
+            ts["$gte"] = to_datetime(date_from_ms)
+        if date_to_ms is not None:
+            ts["$lte"] = to_datetime(date_to_ms)
+        if ts:
+            flt["ts"] = ts
+        order = DESCENDING if newest_first else ASCENDING
+        try:
+            cursor = self._db(tenant)["points"].find(flt).sort([("ts", order), ("_id", order)]).limit(limit)
+            return [entry(d) for d in cursor]
+        except ConnectionFailure as exc:
+            raise Unavailable(f"MongoDB is unavailable: {exc}") from exc

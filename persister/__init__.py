@@ -1,0 +1,29 @@
+"""Persister: stores every ``<tenant>.device-data`` message in MongoDB so that history can serve it.
+
+Run it with ``python -m persister``.
+
+Flow: the tenants come from auth (``GET /admin/tenants``) and then from ``dojot-management.dojot.tenancy``
+(:class:`ondas.tenancy.TenancyTracker`); one :class:`ondas.kafka.ConsumerLoop` (group ``persister``) follows
+``<tenant>.device-data`` of every tenant and re-subscribes when a tenant appears or goes, without a restart.
+
+Delivery: at least once from Kafka, exactly once in the store. Each batch is validated first; malformed
+messages (not JSON, not the device-data contract, or ``metadata.tenant`` differing from the topic's tenant)
+are copied to ``<topic>.dlq`` with the reason in headers, the good ones are written, and only then does the
+loop commit the offsets. Every point has a deterministic ``_id``, so a redelivered or re-produced identical
+message writes nothing new (duplicate-key errors count as success).
+
+Storage layout (the contract history reads; see :func:`persister.models.database_name`):
+
+- one database per tenant: ``<prefix><tenant>`` with prefix ``ondas_history_`` (a tenant name too long for
+  MongoDB's 63-character limit is shortened and suffixed with a hash of the full name);
+- collection ``points``: one document per (message, attribute)::
+
+      {_id: blake2b-128 hex of [device_id, attr, ts_ms, value],
+       device_id: str, attr: str, value: <any JSON>,
+       ts: BSON datetime (ms precision) from metadata.timestamp,
+       metadata: {extra metadata fields of the message, e.g. protocol, payload}}
+
+  with the index ``(device_id 1, attr 1, ts -1)``;
+- collection ``latest``: the newest point per (device_id, attr), ``_id`` = JSON ``[device_id, attr]``, same
+  fields as a point; a write replaces it only if its ``ts`` is newer. Index ``(device_id 1)``.
+"""

@@ -1,0 +1,92 @@
+"""Wiring of the persister: store, service, consumer loop, tenancy and health, in one place."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from http.server import ThreadingHTTPServer
+
+from ondas.health import Health, serve_health
+from ondas.kafka import ConsumerLoop
+from ondas.tenancy import TenancyTracker
+from ondas.topics import DEVICE_DATA, device_data
+from persister.consumers import KafkaDeadLetter
+from persister.service import PersisterService
+from persister.settings import PersisterSettings
+from persister.store_mongo import MongoPointStore
+
+log = logging.getLogger("persister")
+
+
+class Persister:
+    """The persister process. ``start()`` learns the tenants and serves health; ``run()`` consumes until
+    ``stop()`` (it raises :class:`ondas.kafka.StopConsuming` on an error whose policy is STOP)."""
+
+    def __init__(self, settings: PersisterSettings, instance: str = "persister") -> None:
+        # ``instance`` names the tenancy consumer group (``<instance>.tenancy.<host>.<pid>``); tests that run
+        # several persisters in one process give each its own, since they would otherwise share that group.
+        self.settings = settings
+        common = settings.common
+        self.store = MongoPointStore(settings.mongo_url, settings.db_prefix)
+        self.service = PersisterService(self.store, KafkaDeadLetter(common.kafka_bootstrap, settings.group_id))
+        self.loop = ConsumerLoop(
+            name="persister",
+            bootstrap=common.kafka_bootstrap,
+            group_id=settings.group_id,
+            topics=[],
+            handler=self.service.handle,
+            batch_size=settings.batch_size,
+        )
+        self.tracker = TenancyTracker(
+            service=instance,
+            auth_url=common.auth_url,
+            bootstrap=common.kafka_bootstrap,
+            subjects=[DEVICE_DATA],
+            on_change=self._on_tenants,
+        )
+        self.health = Health("persister")
+        self.health.add_check("tenancy", lambda: self.tracker.ready)
+        self.health.add_check("consumer", self._consumer_ready)
+        self.health.add_check("mongo", self.store.ping)
+        self._running = threading.Event()
+        self._http: ThreadingHTTPServer | None = None
+
+    def _on_tenants(self, tenants: Iterable[str]) -> None:
+        topics = [device_data(t) for t in sorted(tenants)]
+        log.info("following device-data topics", extra={"topics": topics})
+        self.loop.set_topics(topics)
+
+    def _consumer_ready(self) -> bool:
+        # With no tenant there is nothing to consume, and the loop never polls; that is still ready.
+        return self._running.is_set() and (self.loop.ready.is_set() or not self.loop.topics)
+
+    def start(self, health_port: int | None = None) -> None:
+        """Learn the tenants (blocks until auth answers) and serve health; ``health_port=0`` picks a port."""
+        port = self.settings.health_port if health_port is None else health_port
+        self._http = serve_health(self.health, self.settings.common.bind_host, port)
+        self.tracker.start()
+
+    @property
+    def health_port(self) -> int:
+        assert self._http is not None
+        return int(self._http.server_address[1])
+
+    def run(self) -> None:
+        self._running.set()
+        try:
+            self.loop.run()
+        finally:
+            self._running.clear()
+
+    def stop(self) -> None:
+        self.loop.stop()
+        self.tracker.stop()
+
+    def close(self) -> None:
+        """Release the HTTP server and the MongoDB client (after ``run()`` returned)."""
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+        self.store.close()

@@ -1,0 +1,128 @@
+"""The persister's rules: turn a batch of device-data messages into stored points.
+
+A batch is handled in one pass: every message is validated first; the good ones are written (one
+``insert_many`` per tenant); the bad ones are handed to the dead-letter port with the reason. Only when
+all of this succeeded does the handler return, so the consumer loop commits the batch's offsets after
+the data is in the store. If the store is unavailable the handler raises and the loop retries the whole
+batch; points have deterministic ids, so the retry never stores anything twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from prometheus_client import Counter
+
+from ondas import log as ondas_log
+from ondas import topics
+from ondas.contracts import ContractError, DeviceData
+from persister.models import Point, TenantMismatch, WriteResult, points_from
+
+log = logging.getLogger("persister")
+
+POINTS_WRITTEN = Counter("persister_points_written_total", "Points newly stored", ["tenant"])
+POINTS_DUPLICATE = Counter(
+    "persister_points_duplicate_total", "Points already stored (redelivered or re-produced messages)", ["tenant"]
+)
+MESSAGES_REJECTED = Counter(
+    "persister_messages_rejected_total", "Messages sent to the dead-letter topic", ["tenant", "reason"]
+)
+
+
+class Incoming(Protocol):
+    """What the persister needs of a Kafka message (confluent_kafka.Message satisfies it)."""
+
+    def topic(self) -> str | None: ...
+    def value(self) -> bytes | None: ...
+
+
+class PointStore(Protocol):
+    def write(self, tenant: str, points: Sequence[Point]) -> WriteResult: ...
+    def ping(self) -> bool: ...
+
+
+class DeadLetter(Protocol):
+    def send(self, msg: Any, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Rejected:
+    msg: Incoming
+    tenant: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Parsed:
+    tenant: str
+    device_id: str
+    points: list[Point]
+
+
+def parse(msg: Incoming) -> Parsed:
+    """Validate one message; raises :class:`ContractError` (or a subclass) saying what is wrong."""
+    name = msg.topic() or ""
+    try:
+        t = topics.parse(name)
+    except ValueError as exc:
+        raise ContractError(str(exc)) from exc
+    if t.subject != topics.DEVICE_DATA:
+        raise ContractError(f"topic {name!r} is not a device-data topic")
+    data = DeviceData.parse(msg.value() or b"")
+    return Parsed(t.tenant, data.metadata.deviceid, points_from(data, t.tenant))
+
+
+def _reason(exc: ContractError) -> str:
+    return "tenant_mismatch" if isinstance(exc, TenantMismatch) else "contract"
+
+
+def _topic_tenant(msg: Incoming) -> str:
+    try:
+        return topics.parse(msg.topic() or "").tenant
+    except ValueError:
+        return "unknown"
+
+
+class PersisterService:
+    def __init__(self, store: PointStore, dead_letter: DeadLetter) -> None:
+        self._store = store
+        self._dead_letter = dead_letter
+
+    def handle(self, batch: Sequence[Incoming]) -> None:
+        """Store the good messages of ``batch`` and dead-letter the bad ones; raise only if that failed."""
+        by_tenant: dict[str, list[Parsed]] = {}
+        rejected: list[Rejected] = []
+        for msg in batch:
+            try:
+                parsed = parse(msg)
+            except ContractError as exc:
+                rejected.append(Rejected(msg, _topic_tenant(msg), _reason(exc), str(exc)))
+                continue
+            by_tenant.setdefault(parsed.tenant, []).append(parsed)
+
+        for tenant, items in by_tenant.items():
+            self.store(tenant, items)
+        for r in rejected:
+            with ondas_log.bind(tenant=r.tenant):
+                self._dead_letter.send(r.msg, r.detail)
+                MESSAGES_REJECTED.labels(r.tenant, r.reason).inc()
+                log.warning("message rejected", extra={"topic": r.msg.topic(), "reason": r.detail})
+
+    def store(self, tenant: str, items: Sequence[Parsed]) -> WriteResult:
+        points = [p for item in items for p in item.points]
+        with ondas_log.bind(tenant=tenant):
+            result = self._store.write(tenant, points)
+            POINTS_WRITTEN.labels(tenant).inc(result.inserted)
+            POINTS_DUPLICATE.labels(tenant).inc(result.duplicates)
+            if log.isEnabledFor(logging.DEBUG):
+                per_device: dict[str, int] = {}
+                for item in items:
+                    per_device[item.device_id] = per_device.get(item.device_id, 0) + len(item.points)
+                for device_id, count in per_device.items():
+                    with ondas_log.bind(device=device_id):
+                        log.debug("points stored", extra={"points": count})
+        return result

@@ -1,0 +1,30 @@
+"""Persister settings, read from the environment here and nowhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ondas.settings import CommonSettings, env_int, env_str
+
+DEFAULT_DB_PREFIX = "ondas_history_"
+
+
+@dataclass(frozen=True)
+class PersisterSettings:
+    common: CommonSettings
+    mongo_url: str
+    health_port: int
+    db_prefix: str = DEFAULT_DB_PREFIX
+    group_id: str = "persister"
+    batch_size: int = 500
+
+    @classmethod
+    def from_env(cls) -> PersisterSettings:
+        return cls(
+            common=CommonSettings.from_env(),
+            mongo_url=env_str("PERSISTER_MONGO_URL", "mongodb://127.0.0.1:27017/"),
+            health_port=env_int("PERSISTER_HEALTH_PORT", 8014),
+            db_prefix=env_str("PERSISTER_MONGO_DB_PREFIX", DEFAULT_DB_PREFIX),
+            group_id=env_str("PERSISTER_KAFKA_GROUP", "persister"),
+            batch_size=env_int("PERSISTER_KAFKA_BATCH_SIZE", 500),
+        )

@@ -1,0 +1,57 @@
+"""Fixtures of the device manager's integration tests: the real app on a fresh database, the outbox relay
+in a thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from device_manager.app import build_api, close_api
+from device_manager.settings import Settings
+from tests.integration.device_manager.helpers import RelayRunner, make_settings
+
+
+@pytest.fixture
+def dm_db(pg_database: Callable[[str], str]) -> str:
+    return pg_database("dm")
+
+
+@pytest.fixture
+def settings(dm_db: str, kafka_bootstrap: str, tokens: Any) -> Settings:
+    return make_settings(dm_db, kafka_bootstrap, str(tokens.public_file))
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    application = build_api(settings)
+    yield application
+    close_api(application)
+
+
+@pytest.fixture
+def client(app: Flask) -> Iterator[FlaskClient]:
+    with app.test_client() as c:
+        yield c
+
+
+@pytest.fixture
+def start_relay(settings: Settings) -> Iterator[Callable[[], RelayRunner]]:
+    runners: list[RelayRunner] = []
+
+    def start() -> RelayRunner:
+        runner = RelayRunner(settings).start()
+        runners.append(runner)
+        return runner
+
+    yield start
+    for r in runners:
+        r.stop()
+
+
+@pytest.fixture
+def relay(start_relay: Callable[[], RelayRunner]) -> RelayRunner:
+    return start_relay()

@@ -1,0 +1,135 @@
+"""History against the real MongoDB-compatible store, with points written by the persister's own store
+adapter (the storage layout is the contract between the two services)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from history.app import create_history_app
+from history.settings import HistorySettings
+from history.store_mongo import MongoHistoryStore
+from ondas.settings import CommonSettings
+from ondas.timestamps import parse_timestamp
+from persister.models import Point
+from persister.store_mongo import MongoPointStore
+
+pytestmark = pytest.mark.integration
+
+PREFIX = "ondas_history_"
+T0 = parse_timestamp("2018-03-22T13:46:21.535Z")
+
+
+@pytest.fixture
+def writer(mongo_url: str) -> Iterator[MongoPointStore]:
+    store = MongoPointStore(mongo_url, PREFIX)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def client(mongo_url: str, tokens: Any) -> Iterator[FlaskClient]:
+    common = CommonSettings("127.0.0.1:1", "http://127.0.0.1:1", str(tokens.public_file), "INFO", "127.0.0.1")
+    settings = HistorySettings(common=common, mongo_url=mongo_url, http_port=0, db_prefix=PREFIX, max_results=50)
+    store = MongoHistoryStore(mongo_url, PREFIX)
+    app = create_history_app(settings, store=store)
+    with app.test_client() as c:
+        yield c
+    store.close()
+
+
+@pytest.fixture
+def tenant(unique: str, writer: MongoPointStore) -> str:
+    """A tenant whose device "3bb9" has temperature at T0, T0+1s, ... T0+4s (values 20..24) and pressure."""
+    pts = [Point("3bb9", "temperature", 20 + i, T0 + 1000 * i, {"protocol": "mqtt"}) for i in range(5)]
+    pts += [Point("3bb9", "pressure", 1000 + i, T0 + 1000 * i) for i in range(3)]
+    writer.write(unique, pts)
+    return unique
+
+
+def get(client: FlaskClient, tokens: Any, tenant: str, query: str, device: str = "3bb9") -> Any:
+    return client.get(f"/device/{device}/history?{query}", headers=tokens.headers(tenant))
+
+
+def test_last_n_newest_first_in_dojots_shape(client, tokens, tenant) -> None:
+    resp = get(client, tokens, tenant, "lastN=3&attr=temperature")
+    assert resp.status_code == 200
+    assert resp.json == [
+        {
+            "device_id": "3bb9",
+            "ts": f"2018-03-22T13:46:2{5 - i}.535000Z",
+            "metadata": {"protocol": "mqtt"},
+            "value": 24 - i,
+            "attr": "temperature",
+        }
+        for i in range(3)
+    ]
+
+
+def test_first_n_oldest_first_and_h_limit(client, tokens, tenant) -> None:
+    assert [e["value"] for e in get(client, tokens, tenant, "firstN=2&attr=temperature").json] == [20, 21]
+    assert [e["value"] for e in get(client, tokens, tenant, "hLimit=2&attr=temperature").json] == [24, 23]
+    assert [e["value"] for e in get(client, tokens, tenant, "attr=temperature").json] == [24, 23, 22, 21, 20]
+
+
+def test_several_attrs_and_no_attr_are_dicts(client, tokens, tenant) -> None:
+    for query in ("lastN=2&attr=temperature,pressure", "lastN=2&attr=temperature&attr=pressure"):
+        body = get(client, tokens, tenant, query).json
+        assert list(body) == ["temperature", "pressure"]
+        assert [e["value"] for e in body["temperature"]] == [24, 23]
+        assert [e["value"] for e in body["pressure"]] == [1002, 1001]
+    body = get(client, tokens, tenant, "lastN=1").json
+    assert sorted(body) == ["pressure", "temperature"]
+    assert body["pressure"] == [
+        {"device_id": "3bb9", "ts": "2018-03-22T13:46:23.535000Z", "value": 1002, "attr": "pressure"}
+    ]
+
+
+def test_date_window_is_inclusive(client, tokens, tenant) -> None:
+    query = "attr=temperature&dateFrom=2018-03-22T13:46:22.535Z&dateTo=2018-03-22T10:46:24.535-03:00"
+    assert [e["value"] for e in get(client, tokens, tenant, query).json] == [23, 22, 21]
+    assert [e["value"] for e in get(client, tokens, tenant, query + "&lastN=1").json] == [23]
+    assert [e["value"] for e in get(client, tokens, tenant, query + "&firstN=1").json] == [21]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["lastN=abc", "firstN=1.5", "dateFrom=not-a-date", "dateTo=2018-03-22T25:00:00Z", "lastN=1&firstN=1"],
+)
+def test_bad_parameters_are_400(client, tokens, tenant, query) -> None:
+    resp = get(client, tokens, tenant, query)
+    assert resp.status_code == 400
+    assert resp.json["error"] == "invalid"
+    assert resp.json["message"]
+
+
+def test_no_data(client, tokens, tenant) -> None:
+    resp = get(client, tokens, tenant, "attr=temperature", device="nope")
+    assert (resp.status_code, resp.json["title"]) == (404, "Device not found")
+    resp = get(client, tokens, tenant, "attr=humidity")
+    assert (resp.status_code, resp.json["title"]) == (404, "Attr not found")
+    resp = get(client, tokens, tenant, "attr=temperature&dateFrom=2030-01-01T00:00:00Z")
+    assert (resp.status_code, resp.json) == (200, [])
+    resp = get(client, tokens, tenant, "attr=temperature,humidity&lastN=1")
+    assert resp.status_code == 200
+    assert resp.json["humidity"] == []
+    assert len(resp.json["temperature"]) == 1
+
+
+def test_tenants_are_isolated(client, tokens, tenant, writer) -> None:
+    other = tenant + "_b"
+    resp = get(client, tokens, other, "attr=temperature")
+    assert (resp.status_code, resp.json["title"]) == (404, "Device not found")
+    writer.write(other, [Point("3bb9", "temperature", -1, T0)])
+    assert [e["value"] for e in get(client, tokens, other, "attr=temperature").json] == [-1]
+    assert len(get(client, tokens, tenant, "attr=temperature").json) == 5
+
+
+def test_token_required_and_ready(client) -> None:
+    assert client.get("/device/3bb9/history").status_code == 401
+    resp = client.get("/health/ready")
+    assert resp.status_code == 200
+    assert resp.json["checks"] == {"mongo": "ok"}

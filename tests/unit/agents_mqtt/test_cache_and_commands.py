@@ -1,0 +1,104 @@
+import json
+
+import pytest
+from confluent_kafka import Message
+
+from agents.mqtt.cache import DeviceCache
+from agents.mqtt.commands import DeviceEventHandler
+from ondas.contracts import ContractError, DeviceEvent
+from ondas.errors import Unavailable
+
+pytestmark = pytest.mark.unit
+
+TENANT = "admin"
+TOPIC = f"{TENANT}.dojot.device-manager.device"
+
+
+def _msg(event: DeviceEvent | dict, topic: str = TOPIC) -> Message:
+    value = event.to_bytes() if isinstance(event, DeviceEvent) else json.dumps(event).encode()
+    return Message(topic=topic, value=value)
+
+
+@pytest.fixture
+def cache() -> DeviceCache:
+    c = DeviceCache()
+    c.replace_tenant(TENANT, [{"id": "efac", "label": "Device 1"}])
+    return c
+
+
+@pytest.fixture
+def sent() -> list[tuple[str, bytes]]:
+    return []
+
+
+@pytest.fixture
+def handler(cache, sent) -> DeviceEventHandler:
+    return DeviceEventHandler(cache, lambda topic, payload: sent.append((topic, payload)))
+
+
+@pytest.mark.parametrize(
+    ("event", "known"),
+    [
+        (DeviceEvent.created(TENANT, {"id": "0998", "label": "new"}), {"efac", "0998"}),
+        (DeviceEvent.updated(TENANT, {"id": "efac", "label": "renamed"}), {"efac"}),
+        (DeviceEvent.removed(TENANT, "efac"), set()),
+        (DeviceEvent.removed(TENANT, "nope"), {"efac"}),
+        (DeviceEvent.configure(TENANT, "efac", {"fan": 100}, 1), {"efac"}),
+    ],
+    ids=["create", "update", "remove", "remove-unknown", "configure-leaves-cache"],
+)
+def test_events_keep_the_cache_current(handler, cache, event, known):
+    handler(_msg(event))
+    assert {d for d in ("efac", "0998", "nope") if cache.get(TENANT, d)} == known
+
+
+def test_update_replaces_the_device(handler, cache):
+    handler(_msg(DeviceEvent.updated(TENANT, {"id": "efac", "label": "renamed"})))
+    assert cache.get(TENANT, "efac") == {"id": "efac", "label": "renamed"}
+
+
+def test_events_of_a_tenant_not_warmed_are_ignored(handler, cache):
+    handler(_msg(DeviceEvent.created("other", {"id": "x"}), topic="other.dojot.device-manager.device"))
+    assert not cache.has_tenant("other")
+    assert cache.get("other", "x") is None
+
+
+def test_configure_publishes_the_attrs_to_the_config_topic(handler, sent):
+    handler(_msg(DeviceEvent.configure(TENANT, "efac", {"fan": 100, "label": "são"}, 1)))
+    assert [(t, json.loads(p)) for t, p in sent] == [("admin:efac/config", {"fan": 100, "label": "são"})]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"event": "configure", "meta": {"service": "other"}, "data": {"id": "efac", "attrs": {"fan": 1}}},
+        {"event": "configure", "meta": {"service": TENANT}, "data": {"id": "efac"}},
+        {"event": "configure", "meta": {"service": TENANT}, "data": {"id": "a/b", "attrs": {}}},
+        {"event": "explode", "meta": {"service": TENANT}, "data": {"id": "efac"}},
+        ["not", "an", "object"],
+    ],
+    ids=["other-tenant", "no-attrs", "bad-device-id", "unknown-event", "array"],
+)
+def test_bad_events_are_contract_errors(handler, sent, event):
+    with pytest.raises(ContractError):
+        handler(_msg(event))
+    assert sent == []
+
+
+def test_a_failed_publish_propagates_so_the_event_is_not_committed(cache):
+    def fail(topic: str, payload: bytes) -> None:
+        raise Unavailable("broker down")
+
+    with pytest.raises(Unavailable):
+        DeviceEventHandler(cache, fail)(_msg(DeviceEvent.configure(TENANT, "efac", {"fan": 1}, 1)))
+
+
+def test_replace_and_drop_tenant():
+    c = DeviceCache()
+    c.replace_tenant("t1", [{"id": "a"}, {"id": "b"}, {"label": "no id"}])
+    assert c.tenants() == {"t1"}
+    assert c.get("t1", "a") and c.get("t1", "b")
+    c.replace_tenant("t1", [{"id": "b"}])
+    assert c.get("t1", "a") is None
+    c.drop_tenant("t1")
+    assert not c.has_tenant("t1")

@@ -1,0 +1,220 @@
+"""Parsing of request bodies and the dojot JSON shapes (no I/O)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from device_manager.models import (
+    Attr,
+    AttrSpec,
+    Device,
+    DeviceSpec,
+    Page,
+    PageRequest,
+    Template,
+    TemplateSpec,
+    iso,
+    parse_actuation,
+    template_id,
+)
+from ondas.errors import Invalid
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2018, 1, 25, 12, 30, 42, 164695, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"label": "t"}, TemplateSpec("t", ())),
+        (
+            {"label": "t", "attrs": [{"label": "temperature", "type": "dynamic", "value_type": "float"}]},
+            TemplateSpec("t", (AttrSpec("temperature", "dynamic", "float"),)),
+        ),
+        (
+            {"label": "t", "attrs": [{"label": "m", "type": "static", "value_type": "string", "static_value": "x"}]},
+            TemplateSpec("t", (AttrSpec("m", "static", "string", "x"),)),
+        ),
+        (
+            {"label": "t", "attrs": [{"label": "p", "type": "dynamic", "value_type": "geo:point"}]},
+            TemplateSpec("t", (AttrSpec("p", "dynamic", "geo:point"),)),
+        ),
+    ],
+    ids=["no-attrs", "dynamic", "static-value", "geo-point"],
+)
+def test_template_spec_parses(body: dict[str, Any], expected: TemplateSpec) -> None:
+    assert TemplateSpec.parse(body) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({}, "label is required"),
+        ({"label": ""}, "label is required"),
+        ({"label": 3}, "label is required"),
+        ({"label": "x" * 129}, "at most 128"),
+        ({"label": "t", "attrs": {}}, "attrs must be a list"),
+        ({"label": "t", "attrs": ["temperature"]}, "attrs[0] must be an object"),
+        ({"label": "t", "attrs": [{"type": "dynamic", "value_type": "float"}]}, "attrs[0].label"),
+        ({"label": "t", "attrs": [{"label": "a", "type": "sensor", "value_type": "float"}]}, "attrs[0].type"),
+        ({"label": "t", "attrs": [{"label": "a", "type": "dynamic"}]}, "attrs[0].value_type"),
+        (
+            {
+                "label": "t",
+                "attrs": [
+                    {"label": "a", "type": "dynamic", "value_type": "float"},
+                    {"label": "a", "type": "actuator", "value_type": "float"},
+                ],
+            },
+            "'a' is repeated",
+        ),
+    ],
+    ids=[
+        "missing-label",
+        "empty-label",
+        "label-not-string",
+        "label-too-long",
+        "attrs-not-list",
+        "attr-not-object",
+        "attr-no-label",
+        "attr-bad-type",
+        "attr-no-value-type",
+        "attr-repeated",
+    ],
+)
+def test_template_spec_rejects(body: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(Invalid) as err:
+        TemplateSpec.parse(body)
+    assert fragment in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"label": "d", "templates": ["1"]}, DeviceSpec("d", (1,))),
+        ({"label": "d", "templates": [1, 2, 1]}, DeviceSpec("d", (1, 2))),
+        ({"label": "d", "templates": [], "attrs": []}, DeviceSpec("d", ())),
+        ({"label": "d", "templates": [1], "id": "68FD31"}, DeviceSpec("d", (1,), "68fd31")),
+    ],
+    ids=["string-id", "int-ids-deduplicated", "empty-overrides", "explicit-id"],
+)
+def test_device_spec_parses(body: dict[str, Any], expected: DeviceSpec) -> None:
+    assert DeviceSpec.parse(body) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"templates": [1]}, "label is required"),
+        ({"label": "d"}, "templates is required"),
+        ({"label": "d", "templates": "1"}, "templates is required"),
+        ({"label": "d", "templates": [True]}, "template ids"),
+        ({"label": "d", "templates": [0]}, "template ids"),
+        ({"label": "d", "templates": [1], "attrs": [{"id": 1, "static_value": "x"}]}, "not supported"),
+        ({"label": "d", "templates": [1], "id": "g1"}, "hexadecimal"),
+        ({"label": "d", "templates": [1], "id": "1234567"}, "hexadecimal"),
+    ],
+    ids=["no-label", "no-templates", "templates-not-list", "bool-id", "zero-id", "overrides", "bad-hex", "too-long"],
+)
+def test_device_spec_rejects(body: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(Invalid) as err:
+        DeviceSpec.parse(body)
+    assert fragment in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(1, 1), ("42", 42), ("0", None), (-1, None), ("x", None), (True, None), (1.5, None), ("9" * 30, None)],
+    ids=["int", "string", "zero", "negative", "text", "bool", "float", "huge"],
+)
+def test_template_id(raw: object, expected: int | None) -> None:
+    assert template_id(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"attrs": {}}, {"attrs": []}, {"attrs": "fan"}, {"fan": 1}],
+    ids=["empty", "empty-attrs", "list", "string", "no-attrs-key"],
+)
+def test_actuation_rejects(body: dict[str, Any]) -> None:
+    with pytest.raises(Invalid):
+        parse_actuation(body)
+
+
+def test_actuation_parses() -> None:
+    assert parse_actuation({"attrs": {"fan": 100}}) == {"fan": 100}
+
+
+def _thermometer() -> Template:
+    return Template(
+        1,
+        "Thermometer Template",
+        T0,
+        (
+            Attr(1, 1, "temperature", "dynamic", "float", T0),
+            Attr(2, 1, "fan", "actuator", "float", T0),
+            Attr(3, 1, "protocol", "meta", "string", T0, "mqtt"),
+        ),
+    )
+
+
+def test_template_shape_follows_dojot() -> None:
+    shape = _thermometer().to_dict()
+    temperature = {
+        "id": 1,
+        "template_id": "1",
+        "label": "temperature",
+        "type": "dynamic",
+        "value_type": "float",
+        "created": "2018-01-25T12:30:42.164695+00:00",
+    }
+    assert shape["id"] == 1
+    assert shape["created"] == "2018-01-25T12:30:42.164695+00:00"
+    assert shape["attrs"][0] == temperature
+    assert [a["label"] for a in shape["attrs"]] == ["temperature", "fan", "protocol"]
+    assert [a["label"] for a in shape["data_attrs"]] == ["temperature", "fan"]
+    assert [a["label"] for a in shape["config_attrs"]] == ["protocol"]
+    assert shape["config_attrs"][0]["static_value"] == "mqtt"
+
+
+def test_device_shape_follows_dojot() -> None:
+    device = Device("0998", "device_0", T0, (_thermometer(),))
+    shape = device.to_dict()
+    assert set(shape) == {"id", "label", "created", "templates", "attrs"}
+    assert shape["templates"] == [1]
+    assert list(shape["attrs"]) == ["1"]
+    assert [a["label"] for a in shape["attrs"]["1"]] == ["temperature", "fan", "protocol"]
+    assert device.actuators() == {"fan"}
+
+
+def test_iso_renders_utc_with_microseconds() -> None:
+    assert iso(datetime(2020, 1, 1, tzinfo=UTC)) == "2020-01-01T00:00:00.000000+00:00"
+
+
+@pytest.mark.parametrize(
+    ("page", "size", "total", "expected"),
+    [
+        (1, 20, 0, {"page": 1, "total": 0, "has_next": False, "next_page": None}),
+        (1, 20, 1, {"page": 1, "total": 1, "has_next": False, "next_page": None}),
+        (1, 2, 3, {"page": 1, "total": 2, "has_next": True, "next_page": 2}),
+        (2, 2, 4, {"page": 2, "total": 2, "has_next": False, "next_page": None}),
+    ],
+    ids=["empty", "one", "first-of-two", "last"],
+)
+def test_pagination(page: int, size: int, total: int, expected: dict[str, Any]) -> None:
+    assert Page([], page, size, total).pagination() == expected
+
+
+@pytest.mark.parametrize(
+    ("page", "size", "fragment"),
+    [(0, 20, "greater than 1"), (1, 0, "At least one"), (1, 1001, "at most")],
+    ids=["page-zero", "size-zero", "size-too-big"],
+)
+def test_page_request_rejects(page: int, size: int, fragment: str) -> None:
+    with pytest.raises(Invalid) as err:
+        PageRequest(page, size)
+    assert fragment in err.value.message

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+
+SPEC = Path(__file__).resolve().parents[3] / "docs" / "api" / "history.yaml"
+
+
+def test_openapi_documents_the_route_its_parameters_and_the_no_data_choice() -> None:
+    spec = yaml.safe_load(SPEC.read_text())
+    assert spec["openapi"].startswith("3.")
+    op = spec["paths"]["/device/{device_id}/history"]["get"]
+    assert {p["name"] for p in op["parameters"]} == {
+        "device_id",
+        "attr",
+        "lastN",
+        "firstN",
+        "hLimit",
+        "dateFrom",
+        "dateTo",
+    }
+    assert {"200", "400", "401", "404"} <= set(op["responses"])
+    assert "Attr not found" in spec["components"]["schemas"]["NotFound"]["allOf"][1]["properties"]["title"]["enum"]

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from ondas.errors import Unavailable
+from persister.models import Point, WriteResult
+from persister.service import PersisterService
+
+pytestmark = pytest.mark.unit
+
+
+@dataclass
+class FakeMessage:
+    _topic: str
+    _value: bytes
+
+    def topic(self) -> str:
+        return self._topic
+
+    def value(self) -> bytes:
+        return self._value
+
+
+class FakeStore:
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.stored: dict[str, dict[str, Point]] = {}
+        self.writes: list[tuple[str, int]] = []
+        self.fail = fail
+
+    def write(self, tenant: str, points: Sequence[Point]) -> WriteResult:
+        if self.fail is not None:
+            raise self.fail
+        self.writes.append((tenant, len(points)))
+        db = self.stored.setdefault(tenant, {})
+        new = [p for p in points if p.id not in db]
+        db.update({p.id: p for p in points})
+        return WriteResult(len(new), len(points) - len(new))
+
+    def ping(self) -> bool:
+        return True
+
+
+class FakeDeadLetter:
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, str]] = []
+
+    def send(self, msg: Any, reason: str) -> None:
+        self.sent.append((msg, reason))
+
+
+def msg(tenant: str, device: str, attrs: dict[str, Any], ts: object = 1528226137452, topic_tenant: str | None = None):
+    body = {"metadata": {"deviceid": device, "tenant": tenant, "timestamp": ts}, "attrs": attrs}
+    return FakeMessage(f"{topic_tenant or tenant}.device-data", json.dumps(body).encode())
+
+
+def test_good_messages_are_written_once_per_tenant() -> None:
+    store, dlq = FakeStore(), FakeDeadLetter()
+    PersisterService(store, dlq).handle(
+        [msg("a", "d1", {"t": 1}), msg("a", "d2", {"t": 2, "h": 3}), msg("b", "d1", {"t": 4})]
+    )
+    assert sorted(store.writes) == [("a", 3), ("b", 1)]
+    assert dlq.sent == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        pytest.param(FakeMessage("a.device-data", b"{not json"), "not JSON", id="not-json"),
+        pytest.param(FakeMessage("a.device-data", b"[1]"), "JSON object", id="not-object"),
+        pytest.param(FakeMessage("a.device-data", b'{"attrs":{}}'), "metadata", id="no-metadata"),
+        pytest.param(msg("a", "d", {"t": 1}, ts="yesterday"), "timestamp", id="bad-timestamp"),
+        pytest.param(msg("b", "d", {"t": 1}, topic_tenant="a"), "does not match", id="tenant-mismatch"),
+        pytest.param(FakeMessage("a.other", b"{}"), "not a device-data topic", id="wrong-subject"),
+    ],
+)
+def test_a_bad_message_is_dead_lettered_and_the_good_ones_stored(bad: FakeMessage, reason: str) -> None:
+    store, dlq = FakeStore(), FakeDeadLetter()
+    good = [msg("a", "d1", {"t": 1}), msg("a", "d1", {"t": 2}, ts=1528226137453)]
+    PersisterService(store, dlq).handle([good[0], bad, good[1]])
+    assert store.writes == [("a", 2)]
+    assert len(dlq.sent) == 1
+    assert dlq.sent[0][0] is bad
+    assert reason in dlq.sent[0][1]
+
+
+def test_redelivered_batch_stores_nothing_new() -> None:
+    store, dlq = FakeStore(), FakeDeadLetter()
+    service = PersisterService(store, dlq)
+    batch = [msg("a", "d1", {"t": 1, "h": 2})]
+    service.handle(batch)
+    service.handle([*batch, msg("a", "d1", {"t": 1, "h": 2})])
+    assert len(store.stored["a"]) == 2
+
+
+def test_store_unavailable_raises_before_dead_lettering() -> None:
+    store, dlq = FakeStore(fail=Unavailable("down")), FakeDeadLetter()
+    with pytest.raises(Unavailable):
+        PersisterService(store, dlq).handle([msg("a", "d1", {"t": 1}), FakeMessage("a.device-data", b"x")])
+    assert dlq.sent == []
+
+
+def test_empty_attrs_is_accepted_and_writes_nothing_bad() -> None:
+    store, dlq = FakeStore(), FakeDeadLetter()
+    PersisterService(store, dlq).handle([msg("a", "d1", {})])
+    assert dlq.sent == []
+    assert store.stored.get("a", {}) == {}
