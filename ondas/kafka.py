@@ -169,6 +169,15 @@ def get_producer(bootstrap: str) -> Producer:
         return _producer
 
 
+def close_producer(timeout: float = 5.0) -> None:
+    """Flush and close this process's producer (at shutdown); a later :func:`get_producer` makes a new one."""
+    global _producer
+    with _producer_lock:
+        if _producer is not None:
+            _producer.close(timeout)
+            _producer = None
+
+
 class Policy(enum.Enum):
     RETRY = "retry"
     DEAD_LETTER = "dead_letter"

@@ -10,8 +10,11 @@ from tests.servers import Servers
 
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
+    from ondas.kafka import close_producer
+
     s = Servers()
     yield s
+    close_producer()  # before the broker goes away, so nothing retries against a closed port
     s.stop()
 
 
