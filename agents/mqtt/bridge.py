@@ -84,21 +84,21 @@ class AttrsBridge:
     async def _look_up_if_missing(self, topic: str) -> None:
         """Ask the device manager about a device of a served tenant that the cache does not know.
 
-        Messages of one device that miss together await the same lookup and resume in arrival order, so the
-        device's order is kept."""
+        Messages of one device that arrive while its lookup is pending await that lookup too (even when the
+        device reached the cache meanwhile) and resume in arrival order, so the device's order is kept."""
         if self._lookup is None:
             return
         try:
             ref = parse_attrs_topic(topic)
         except Drop:
             return  # prepare() drops it with the reason
-        if not self._cache.has_tenant(ref.tenant) or self._cache.get(ref.tenant, ref.device_id) is not None:
-            return
         key = (ref.tenant, ref.device_id)
-        if self._absent.get(key, 0.0) > time.monotonic():
-            return
         pending = self._pending.get(key)
         if pending is None:
+            if not self._cache.has_tenant(ref.tenant) or self._cache.get(ref.tenant, ref.device_id) is not None:
+                return
+            if self._absent.get(key, 0.0) > time.monotonic():
+                return
             pending = asyncio.ensure_future(asyncio.to_thread(self._lookup, ref.tenant, ref.device_id))
             self._pending[key] = pending
             pending.add_done_callback(lambda _f: self._pending.pop(key, None))

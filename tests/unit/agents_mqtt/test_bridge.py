@@ -151,3 +151,32 @@ def test_absent_and_removed_devices_are_refused_without_flooding_the_lookup(uniq
     asyncio.run(bridge.handle(f"{unique}:gone/attrs", b"{}"))
     assert cache.get(unique, "gone") is None
     assert producer.sent == []
+
+
+def test_a_message_that_finds_the_device_cached_waits_for_the_earlier_lookup(unique):
+    """Earlier messages of a device await its lookup; the create event lands in the cache meanwhile; a later
+    message of the same device must not overtake them."""
+    import threading
+
+    from ondas.contracts import DeviceEvent
+
+    release = threading.Event()
+
+    def slow_lookup(tenant, device_id):
+        release.wait(5)
+        return {"id": device_id}
+
+    producer = FakeProducer()
+    bridge, cache = _bridge_with_lookup(unique, producer, slow_lookup)
+
+    async def scenario():
+        first = [asyncio.ensure_future(bridge.handle(f"{unique}:dev1/attrs", b'{"n": %d}' % i)) for i in (0, 1)]
+        await asyncio.sleep(0.05)  # both are now waiting on the lookup
+        cache.apply(unique, DeviceEvent.created(unique, {"id": "dev1"}))
+        late = asyncio.ensure_future(bridge.handle(f"{unique}:dev1/attrs", b'{"n": 2}'))
+        await asyncio.sleep(0.05)
+        release.set()
+        return await asyncio.gather(*first, late)
+
+    assert asyncio.run(scenario()) == [0, 0, 0]
+    assert [json.loads(v)["attrs"]["n"] for _, v, _, _ in producer.sent] == [0, 1, 2]
