@@ -4,9 +4,9 @@ The handler returns (and gmqtt sends the PUBACK) only after Kafka accepted the m
 acknowledged only once it is safe. Dropped messages are acknowledged too (they would fail again forever), and
 counted and logged with the reason.
 
-Order: gmqtt runs one handler task per message, in arrival order; everything up to ``Producer.send`` is
-synchronous, so messages are queued to the (idempotent) producer in arrival order and keep the device's order
-on its partition (key = device id) while the deliveries are awaited concurrently.
+Order: a per-device gate lets a message be prepared and queued to the (idempotent) producer only after the
+previous message of the same device was, even when an earlier one awaits a device lookup; deliveries are then
+awaited concurrently, and the device's order holds on its partition (key = device id).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
 
 from agents.mqtt.cache import Device, DeviceCache
 from agents.mqtt.metrics import DROPPED, PUBLISHED, RECEIVED, UNKNOWN_TENANT
@@ -48,13 +50,13 @@ class AttrsBridge:
         self._max_depth = max_depth
         self._clock = clock
         self._backoff = retry_backoff
-        # Cache misses are looked up in the device manager (a device may publish before its create event
-        # arrives here). One lookup per device at a time; a device found absent is not asked for again for
+        # Cache misses are looked up in the device manager; a device found absent is not asked for again for
         # ``absent_ttl`` seconds, so unknown or removed devices cannot flood the device manager.
         self._lookup = lookup
         self._absent_ttl = absent_ttl
         self._absent: dict[tuple[str, str], float] = {}
-        self._pending: dict[tuple[str, str], asyncio.Future[Device | None]] = {}
+        self._gates: dict[str, asyncio.Future[None]] = {}
+        self._last_ms: dict[tuple[str, str], int] = {}
 
     def prepare(self, topic: str, payload: bytes) -> tuple[DeviceRef, bytes]:
         """The device and the device-data bytes of a message; raises :class:`Drop`."""
@@ -64,28 +66,49 @@ class AttrsBridge:
         if self._cache.get(ref.tenant, ref.device_id) is None:
             raise Drop("unknown_device", f"device {ref.device_id!r} does not exist in tenant {ref.tenant!r}")
         attrs = decode_attrs(payload, self._max_bytes, self._max_depth)
-        return ref, build_device_data(ref, attrs, self._clock()).to_bytes()
+        return ref, build_device_data(ref, attrs, self._reception_time(ref)).to_bytes()
+
+    def _reception_time(self, ref: DeviceRef) -> int:
+        """Agent time in ms, strictly increasing per device: two messages of a device received within the same
+        millisecond still sort in the order they were received."""
+        key = (ref.tenant, ref.device_id)
+        now = max(self._clock(), self._last_ms.get(key, 0) + 1)
+        self._last_ms[key] = now
+        return now
 
     async def handle(self, topic: str, payload: bytes) -> int:
         label = _tenant_label(topic, self._cache)
         RECEIVED.labels(label).inc()
+        # Per-device gate: a message is prepared and queued to the producer only after the previous message of
+        # the same device was, whatever the handler awaits on the way (a device lookup), so order is kept.
+        key = topic.rpartition("/")[0]
+        previous = self._gates.get(key)
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._gates[key] = gate
         try:
-            await self._look_up_if_missing(topic)
-            ref, value = self.prepare(topic, payload)
-        except Drop as drop:
-            return self._dropped(topic, label, drop)
-        except Exception as exc:  # a bug must not leave the message unacknowledged forever
-            log.exception("message could not be handled", extra={"topic": topic})
-            return self._dropped(topic, label, Drop("internal_error", f"{type(exc).__name__}: {exc}"))
-        await self._send(ref, value)
+            if previous is not None:
+                await previous
+            try:
+                await self._look_up_if_missing(topic)
+                ref, value = self.prepare(topic, payload)
+            except Drop as drop:
+                return self._dropped(topic, label, drop)
+            except Exception as exc:  # a bug must not leave the message unacknowledged forever
+                log.exception("message could not be handled", extra={"topic": topic})
+                return self._dropped(topic, label, Drop("internal_error", f"{type(exc).__name__}: {exc}"))
+            delivery = self._queue(ref, value)
+        finally:
+            gate.set_result(None)
+            if self._gates.get(key) is gate:
+                del self._gates[key]
+        await self._deliver(ref, value, delivery)
         PUBLISHED.labels(ref.tenant).inc()
         return ACK
 
     async def _look_up_if_missing(self, topic: str) -> None:
-        """Ask the device manager about a device of a served tenant that the cache does not know.
-
-        Messages of one device that arrive while its lookup is pending await that lookup too (even when the
-        device reached the cache meanwhile) and resume in arrival order, so the device's order is kept."""
+        """Ask the device manager about a device of a served tenant that the cache does not know (a device may
+        publish before its create event reaches this agent). Runs behind the device's gate, so there is at most
+        one lookup per device at a time."""
         if self._lookup is None:
             return
         try:
@@ -93,17 +116,12 @@ class AttrsBridge:
         except Drop:
             return  # prepare() drops it with the reason
         key = (ref.tenant, ref.device_id)
-        pending = self._pending.get(key)
-        if pending is None:
-            if not self._cache.has_tenant(ref.tenant) or self._cache.get(ref.tenant, ref.device_id) is not None:
-                return
-            if self._absent.get(key, 0.0) > time.monotonic():
-                return
-            pending = asyncio.ensure_future(asyncio.to_thread(self._lookup, ref.tenant, ref.device_id))
-            self._pending[key] = pending
-            pending.add_done_callback(lambda _f: self._pending.pop(key, None))
+        if not self._cache.has_tenant(ref.tenant) or self._cache.get(ref.tenant, ref.device_id) is not None:
+            return
+        if self._absent.get(key, 0.0) > time.monotonic():
+            return
         try:
-            device = await asyncio.shield(pending)
+            device = await asyncio.to_thread(self._lookup, ref.tenant, ref.device_id)
         except Exception as exc:  # noqa: BLE001  (device manager unreachable: the message is judged on the cache)
             with bind(tenant=ref.tenant, device=ref.device_id):
                 log.warning("device lookup failed", extra={"error": f"{type(exc).__name__}: {exc}"})
@@ -121,17 +139,21 @@ class AttrsBridge:
             log.warning("message dropped", extra={"reason": drop.reason, "detail": drop.detail, "topic": topic})
         return ACK
 
-    async def _send(self, ref: DeviceRef, value: bytes) -> None:
-        kafka_topic = device_data(ref.tenant)
+    def _queue(self, ref: DeviceRef, value: bytes) -> Future[Any]:
+        """Hand the message to the producer (synchronously, so queue order is handling order)."""
         headers: list[tuple[str, str | bytes | None]] = [
             ("content-type", "application/json"),
             ("ondas-tenant", ref.tenant),
             ("ondas-device", ref.device_id),
         ]
+        return self._producer.send(device_data(ref.tenant), value, key=ref.device_id, headers=headers)
+
+    async def _deliver(self, ref: DeviceRef, value: bytes, delivery: Future[Any]) -> None:
+        """Wait until Kafka accepted the message, re-sending it while it does not."""
         attempt = 0
         while True:
             try:
-                await asyncio.wrap_future(self._producer.send(kafka_topic, value, key=ref.device_id, headers=headers))
+                await asyncio.wrap_future(delivery)
                 return
             except Exception as exc:  # noqa: BLE001  (Unavailable from the producer, or a produce error)
                 # Not acknowledged to the device: keep trying while the agent runs. A stop cancels this task,
@@ -141,6 +163,7 @@ class AttrsBridge:
                 with bind(tenant=ref.tenant, device=ref.device_id):
                     log.warning("Kafka did not accept a device message, retrying", extra={"error": str(exc)})
                 await asyncio.sleep(delay)
+                delivery = self._queue(ref, value)
 
 
 def _tenant_label(topic: str, cache: DeviceCache) -> str:

@@ -85,7 +85,7 @@ def test_the_dojot_tutorial_end_to_end(platform):
 
     r = poll(lambda: history(platform, token, device_id), lambda r: r.status_code == 200 and len(r.json()) == 3)
     items = r.json()
-    assert [i["value"] for i in items] == [10.6, 15.6, 36.5]  # newest first
+    assert [i["value"] for i in items] == [10.6, 15.6, 36.5], items  # newest first
     assert all(set(i) == {"device_id", "ts", "value", "attr"} for i in items)
     assert all(i["device_id"] == device_id and i["attr"] == "temperature" for i in items)
     assert items[0]["ts"] >= items[1]["ts"] >= items[2]["ts"]

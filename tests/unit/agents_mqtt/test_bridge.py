@@ -180,3 +180,17 @@ def test_a_message_that_finds_the_device_cached_waits_for_the_earlier_lookup(uni
 
     assert asyncio.run(scenario()) == [0, 0, 0]
     assert [json.loads(v)["attrs"]["n"] for _, v, _, _ in producer.sent] == [0, 1, 2]
+
+
+def test_agent_timestamps_increase_per_device_within_one_millisecond(unique):
+    producer = FakeProducer()
+    bridge = _bridge(unique, producer)  # its clock is frozen at NOW
+
+    async def three():
+        for i in range(3):
+            await bridge.handle(f"{unique}:efac/attrs", json.dumps({"n": i}).encode())
+        await bridge.handle(f"{unique}:efac/attrs", json.dumps({"n": 3, "timestamp": 1528226137}).encode())
+
+    asyncio.run(three())
+    stamps = [json.loads(v)["metadata"]["timestamp"] for _, v, _, _ in producer.sent]
+    assert stamps == [NOW, NOW + 1, NOW + 2, 1528226137000]  # a device's own timestamp is kept (epoch s -> ms)
