@@ -4,7 +4,6 @@ tenant's queries cannot reach another tenant's data."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,19 +13,10 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 
 from history.models import Entry
 from ondas.errors import Unavailable
+from ondas.tenant import tenant_database_name
 
 Doc = dict[str, Any]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MAX_DB_NAME = 63
-
-
-def database_name(prefix: str, tenant: str) -> str:
-    """The tenant's database; the same rule as ``persister.models.database_name`` (a test keeps them equal)."""
-    name = prefix + tenant
-    if len(name) <= MAX_DB_NAME:
-        return name
-    digest = hashlib.sha256(tenant.encode()).hexdigest()[:12]
-    return name[: MAX_DB_NAME - len(digest) - 1] + "_" + digest
 
 
 def to_datetime(ms: int) -> datetime:
@@ -57,7 +47,7 @@ class MongoHistoryStore:
         self._prefix = db_prefix
 
     def _db(self, tenant: str) -> Database[Doc]:
-        return self._client[database_name(self._prefix, tenant)]
+        return self._client[tenant_database_name(self._prefix, tenant)]
 
     def ping(self) -> bool:
         try:

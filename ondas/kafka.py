@@ -329,21 +329,7 @@ class ConsumerLoop:
             self._commit(consumer, [msg])
 
     def _dead_letter(self, msg: Message, exc: BaseException) -> None:
-        topic = msg.topic() or "unknown"
-        raw_headers = msg.headers() or []
-        headers: Headers = list(raw_headers.items()) if isinstance(raw_headers, dict) else list(raw_headers)
-        headers += [
-            ("ondas-error", f"{type(exc).__name__}: {exc}"[:1000].encode()),
-            ("ondas-source-topic", topic.encode()),
-            ("ondas-source-partition", str(msg.partition()).encode()),
-            ("ondas-source-offset", str(msg.offset()).encode()),
-            ("ondas-consumer-group", self.group_id.encode()),
-        ]
-        log.warning(
-            "message dead-lettered",
-            extra={"group": self.group_id, "topic": topic, "offset": msg.offset(), "reason": str(exc)},
-        )
-        get_producer(self._bootstrap).send_and_wait(dead_letter(topic), msg.value() or b"", msg.key(), headers)
+        send_to_dead_letter(self._bootstrap, msg, f"{type(exc).__name__}: {exc}", self.group_id)
 
     def _commit(self, consumer: Consumer, batch: list[Message]) -> None:
         last: dict[tuple[str, int], int] = {}
@@ -352,6 +338,35 @@ class ConsumerLoop:
             last[key] = max(last.get(key, -1), m.offset() or 0)
             CONSUMED.labels(self.group_id, key[0]).inc()
         consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
+
+
+_dlq_topics: set[str] = set()
+_dlq_lock = threading.Lock()
+
+
+def send_to_dead_letter(bootstrap: str, msg: Message, error: str, group_id: str) -> None:
+    """Copy ``msg`` to ``<topic>.dlq`` (created on first use) with its key, value and headers, plus the reason
+    and where it came from; returns once the broker accepted it."""
+    topic = msg.topic() or "unknown"
+    target = dead_letter(topic)
+    with _dlq_lock:
+        if target not in _dlq_topics:
+            ensure_topics(bootstrap, [target])
+            _dlq_topics.add(target)
+    raw_headers = msg.headers() or []
+    headers: Headers = list(raw_headers.items()) if isinstance(raw_headers, dict) else list(raw_headers)
+    headers += [
+        ("ondas-error", error[:1000].encode()),
+        ("ondas-source-topic", topic.encode()),
+        ("ondas-source-partition", str(msg.partition()).encode()),
+        ("ondas-source-offset", str(msg.offset()).encode()),
+        ("ondas-consumer-group", group_id.encode()),
+    ]
+    log.warning(
+        "message dead-lettered",
+        extra={"group": group_id, "topic": topic, "offset": msg.offset(), "reason": error},
+    )
+    get_producer(bootstrap).send_and_wait(target, msg.value() or b"", msg.key(), headers)
 
 
 def per_message(handler: Callable[[Message], None]) -> Callable[[list[Message]], None]:

@@ -28,10 +28,6 @@ def bind(**fields: Any) -> Iterator[None]:
         _context.reset(token)
 
 
-def bound() -> dict[str, Any]:
-    return dict(_context.get())
-
-
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -61,7 +57,3 @@ def setup(service: str, level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("kafka", "urllib3", "gmqtt", "pymongo"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-
-
-def set_level(level: str) -> None:
-    logging.getLogger().setLevel(level.upper())

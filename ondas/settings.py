@@ -44,17 +44,6 @@ def env_float(name: str, default: float) -> float:
         raise SettingsError(f"setting {name} must be a number, got {raw!r}") from exc
 
 
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"setting {name} must be true or false, got {raw!r}")
-
-
 @dataclass(frozen=True)
 class CommonSettings:
     """Settings every service shares."""

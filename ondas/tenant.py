@@ -3,6 +3,7 @@ so it is validated once, here."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from ondas.errors import Invalid
@@ -20,3 +21,16 @@ def validate_tenant(name: str) -> str:
             tenant=name,
         )
     return name
+
+
+MAX_DATABASE_NAME = 63  # MongoDB's limit on database names
+
+
+def tenant_database_name(prefix: str, tenant: str) -> str:
+    """The database of ``tenant`` in a store with one database per tenant (``<prefix><tenant>``), shortened with
+    a hash suffix when it would exceed the store's name limit. Writers and readers of one store share it."""
+    name = prefix + tenant
+    if len(name) <= MAX_DATABASE_NAME:
+        return name
+    digest = hashlib.sha256(tenant.encode()).hexdigest()[:12]
+    return name[: MAX_DATABASE_NAME - len(digest) - 1] + "_" + digest

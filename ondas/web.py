@@ -122,8 +122,9 @@ def principal() -> Principal:
     key_source = current_app.extensions["ondas_public_key"]
     p = authenticate(request.headers.get("Authorization"), key_source())
     g.principal = p
-    ondas_log_ctx = ondas_log.bind(tenant=p.tenant, user=p.username)
-    ondas_log_ctx.__enter__()
+    # Entered for the rest of the request: the request-id binding undone at teardown restores the context as it
+    # was before the request, which drops this binding too.
+    ondas_log.bind(tenant=p.tenant, user=p.username).__enter__()
     return p
 
 

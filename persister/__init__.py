@@ -12,7 +12,7 @@ are copied to ``<topic>.dlq`` with the reason in headers, the good ones are writ
 loop commit the offsets. Every point has a deterministic ``_id``, so a redelivered or re-produced identical
 message writes nothing new (duplicate-key errors count as success).
 
-Storage layout (the contract history reads; see :func:`persister.models.database_name`):
+Storage layout (the contract history reads; see :func:`ondas.tenant.tenant_database_name`):
 
 - one database per tenant: ``<prefix><tenant>`` with prefix ``ondas_history_`` (a tenant name too long for
   MongoDB's 63-character limit is shortened and suffixed with a hash of the full name);

@@ -10,7 +10,6 @@ from typing import Any
 from ondas.contracts import ContractError, DeviceData
 
 # MongoDB database names are at most 63 bytes.
-MAX_DB_NAME = 63
 
 
 class TenantMismatch(ContractError):
@@ -57,12 +56,3 @@ def points_from(data: DeviceData, topic_tenant: str) -> list[Point]:
         raise TenantMismatch(f"metadata.tenant {meta.tenant!r} does not match the topic's tenant {topic_tenant!r}")
     extra = dict(meta.model_extra or {})
     return [Point(meta.deviceid, attr, value, meta.timestamp, extra) for attr, value in data.attrs.items()]
-
-
-def database_name(prefix: str, tenant: str) -> str:
-    """The database of ``tenant``. Shared with history, which computes the same name."""
-    name = prefix + tenant
-    if len(name) <= MAX_DB_NAME:
-        return name
-    digest = hashlib.sha256(tenant.encode()).hexdigest()[:12]
-    return name[: MAX_DB_NAME - len(digest) - 1] + "_" + digest

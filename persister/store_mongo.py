@@ -19,7 +19,8 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError, WriteConcernError
 
 from ondas.errors import Invalid, Unavailable
-from persister.models import Point, WriteResult, database_name
+from ondas.tenant import tenant_database_name
+from persister.models import Point, WriteResult
 
 DUPLICATE_KEY = 11000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -72,7 +73,7 @@ class MongoPointStore:
         self._lock = threading.Lock()
 
     def database(self, tenant: str) -> Database[Doc]:
-        return self._client[database_name(self._prefix, tenant)]
+        return self._client[tenant_database_name(self._prefix, tenant)]
 
     def ping(self) -> bool:
         try:

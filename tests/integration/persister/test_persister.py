@@ -20,9 +20,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ondas.kafka import consumer_config, ensure_topics, producer_config
 from ondas.settings import CommonSettings
+from ondas.tenant import tenant_database_name as database_name
 from ondas.topics import TENANCY_TOPIC, dead_letter, device_data
 from persister.app import Persister
-from persister.models import database_name
 from persister.settings import PersisterSettings
 
 pytestmark = pytest.mark.integration

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from history.store_mongo import database_name as history_database_name
 from ondas.contracts import DeviceData
-from persister.models import MAX_DB_NAME, Point, TenantMismatch, database_name, point_id, points_from
+from persister.models import Point, TenantMismatch, point_id, points_from
 from persister.store_mongo import latest_id, newest_per_key, point_document, to_datetime
 
 pytestmark = pytest.mark.unit
@@ -67,23 +66,6 @@ def test_point_id_differs_when_any_part_differs(other: tuple[str, str, int, obje
 def test_point_id_is_deterministic_and_ignores_dict_order() -> None:
     assert point_id(*BASE) == point_id(*BASE)
     assert point_id("d", "a", 1, {"x": 1, "y": 2}) == point_id("d", "a", 1, {"y": 2, "x": 1})
-
-
-@pytest.mark.parametrize(
-    "tenant",
-    [pytest.param("admin", id="short"), pytest.param("a" * 63, id="longest"), pytest.param("b" * 50, id="long")],
-)
-def test_database_name_fits_mongodb_and_matches_history(tenant: str) -> None:
-    name = database_name("ondas_history_", tenant)
-    assert len(name) <= MAX_DB_NAME
-    assert name == history_database_name("ondas_history_", tenant)
-    if len("ondas_history_" + tenant) <= MAX_DB_NAME:
-        assert name == "ondas_history_" + tenant
-
-
-def test_long_tenant_names_do_not_collide() -> None:
-    a, b = "x" * 62 + "a", "x" * 62 + "b"
-    assert database_name("ondas_history_", a) != database_name("ondas_history_", b)
 
 
 def test_newest_per_key_keeps_the_newest_of_each_device_attr() -> None:
