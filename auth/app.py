@@ -1,4 +1,4 @@
-"""Wiring of auth: settings -> store -> service -> HTTP app."""
+"""Wiring of auth: settings -> store, cache, hasher -> service -> HTTP app."""
 
 from __future__ import annotations
 
@@ -7,35 +7,66 @@ from pathlib import Path
 from flask import Flask
 
 from auth.api import bp
-from auth.service import AuthService
+from auth.cache_redis import RedisAuthCache
+from auth.passwords import Hasher, PasswordPolicy
+from auth.service import AuthConfig, AuthService
 from auth.settings import Settings
 from auth.store_postgres import PostgresAuthStore
 from ondas.health import Health
 from ondas.kafka import Producer, get_producer, wait_for_broker
+from ondas.settings import SettingsError
 from ondas.web import create_app
 
 
-def _service(settings: Settings, store: PostgresAuthStore, producer: Producer) -> AuthService:
-    return AuthService(
-        store,
+def _config(settings: Settings) -> AuthConfig:
+    if settings.jwt_ttl_seconds < 1:
+        raise SettingsError("AUTH_JWT_TTL_SECONDS must be at least 1")
+    return AuthConfig(
         private_key=Path(settings.jwt_private_key_file).read_text(),
         public_key=Path(settings.common.jwt_public_key_file).read_text(),
         ttl_seconds=settings.jwt_ttl_seconds,
+        management_tenant=settings.management_tenant,
+        service_master_secret=settings.service_master_secret,
+        reset_ttl_seconds=settings.passwd_reset_minutes * 60,
+        policy=PasswordPolicy(min_length=settings.passwd_min_len, history=settings.passwd_history_len),
+    )
+
+
+def _service(settings: Settings, store: PostgresAuthStore, cache: RedisAuthCache, producer: Producer) -> AuthService:
+    return AuthService(
+        store,
+        cache,
+        _config(settings),
+        Hasher(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib),
         producer=producer,
         kafka_bootstrap=settings.common.kafka_bootstrap,
     )
 
 
+def _cache(settings: Settings) -> RedisAuthCache:
+    return RedisAuthCache(settings.redis_url, decision_ttl=settings.cache_ttl_seconds, prefix=settings.cache_prefix)
+
+
 def build(settings: Settings) -> Flask:
     store = PostgresAuthStore(settings.db_url)
+    cache = _cache(settings)
     public_key = Path(settings.common.jwt_public_key_file).read_text()
-    service = _service(settings, store, get_producer(settings.common.kafka_bootstrap))
+    service = _service(settings, store, cache, get_producer(settings.common.kafka_bootstrap))
     health = Health("auth")
     health.add_check("postgres", store.ping)
+    # Not a readiness check: without Redis auth still decides (from PostgreSQL), only slower.
     app = create_app("auth", health, public_key=lambda: public_key)
     app.extensions["auth_service"] = service
+    app.extensions["auth_resources"] = (store, cache)
     app.register_blueprint(bp)
     return app
+
+
+def close(app: Flask) -> None:
+    """Release what :func:`build` opened (tests build many apps in one process)."""
+    store, cache = app.extensions["auth_resources"]
+    store.close()
+    cache.close()
 
 
 def prepare(settings: Settings) -> None:
@@ -43,9 +74,11 @@ def prepare(settings: Settings) -> None:
     wait_for_broker(settings.common.kafka_bootstrap)
     # Runs in gunicorn's master before it forks: use a producer of its own, never the process singleton.
     store = PostgresAuthStore(settings.db_url)
+    cache = _cache(settings)
     producer = Producer(settings.common.kafka_bootstrap)
     try:
-        _service(settings, store, producer).seed(settings.admin_password)
+        _service(settings, store, cache, producer).seed(settings.admin_password)
     finally:
         producer.close()
+        cache.close()
         store.close()

@@ -1,102 +1,176 @@
-"""The rules of auth: log in, issue and check tokens, manage tenants."""
+"""The rules of auth: log in, issue, check and revoke tokens; users and passwords; tenants; the policy
+administration point (groups, permissions, relations, reports) and the policy decision point.
+
+Every operation on users, groups and permissions takes the caller's tenant explicitly, and the store only ever
+looks inside that tenant: a row of another tenant is "not found", exactly like a row that does not exist.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 
-from auth.passwords import hash_password, verify_password
+from auth import pdp
+from auth.cache_redis import GONE, RedisAuthCache
+from auth.models import (
+    ADMIN_GROUP,
+    USER_GROUP,
+    Group,
+    Permission,
+    PermissionSpec,
+    User,
+    text_field,
+    validate_email,
+    validate_group_name,
+    validate_username,
+)
+from auth.passwords import UNUSABLE, Hasher, PasswordPolicy
 from auth.store_postgres import PostgresAuthStore
-from ondas.authn import ALGORITHM, Principal, decode, principal_from_claims
+from ondas.authn import ALGORITHM, decode, principal_from_claims
 from ondas.contracts import TenancyEvent
-from ondas.errors import Invalid, Unauthenticated
+from ondas.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from ondas.kafka import Producer, ensure_topics
+from ondas.service_identity import parse_service_authorization, verify_service_key
 from ondas.tenant import validate_tenant
 from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, TENANCY_TOPIC, tenant_topics
 
 log = logging.getLogger("auth.service")
 
-DEFAULT_TENANT = "admin"
 DEFAULT_ADMIN = "admin"
-# A fixed hash to compare against when the user does not exist, so timing does not reveal usernames.
-_DUMMY_HASH = hash_password("not-a-real-password")
+ISSUER = "ondas-auth"
+_NO_USER = "no user found with this id or username"
+_NO_GROUP = "no group found with this id or name"
+_NO_PERMISSION = "no permission found with this id"
+
+
+#: Password hashes checked per login, whatever the number of accounts with that name (see ``login``). A name held
+#: in more tenants than this needs ``service`` unless the password matches one of the first accounts.
+LOGIN_HASH_CHECKS = 3
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A user whose token passed every check: signature, expiry, revocation, token version."""
+
+    tenant: str
+    username: str
+    user_id: int
+    jti: str
+    exp: int
+    generation: int | None  # the tenant's policy generation, read before any permission was read
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    private_key: str
+    public_key: str
+    ttl_seconds: int = 900
+    management_tenant: str = "admin"
+    service_master_secret: str = ""
+    reset_ttl_seconds: int = 1800
+    policy: PasswordPolicy = field(default_factory=PasswordPolicy)
 
 
 class AuthService:
     def __init__(
         self,
         store: PostgresAuthStore,
-        private_key: str,
-        public_key: str,
-        ttl_seconds: int,
+        cache: RedisAuthCache,
+        config: AuthConfig,
+        hasher: Hasher,
         producer: Producer | None,
         kafka_bootstrap: str | None,
     ) -> None:
         self._store = store
-        self._private_key = private_key
-        self._public_key = public_key
-        self._ttl = ttl_seconds
+        self._cache = cache
+        self._cfg = config
+        self._hasher = hasher
         self._producer = producer
         self._bootstrap = kafka_bootstrap
+        # Verified when a username is unknown, so a login takes as long whether or not the user exists.
+        self._dummy_hash = hasher.hash(secrets.token_hex(16))
 
-    # -- bootstrap ---------------------------------------------------------------------------------------
+    @property
+    def policy(self) -> PasswordPolicy:
+        return self._cfg.policy
+
+    @property
+    def reset_ttl_seconds(self) -> int:
+        return self._cfg.reset_ttl_seconds
+
+    # -- bootstrap -------------------------------------------------------------------------------------------
     def seed(self, admin_password: str) -> None:
-        """Create tenant 'admin' and its user 'admin' the first time."""
-        self.create_tenant(DEFAULT_TENANT)
-        if self._store.user(DEFAULT_ADMIN) is None:
-            self._store.create_user(DEFAULT_ADMIN, DEFAULT_TENANT, "admin", hash_password(admin_password), "Admin")
-            log.info("seeded user 'admin' of tenant 'admin'")
-        admin = self._store.user(DEFAULT_ADMIN)
-        if admin is not None and verify_password("admin", admin.password_hash):
+        """Create the management tenant and its user 'admin' the first time; copy revocations to Redis."""
+        tenant = self._cfg.management_tenant
+        self.create_tenant(tenant)
+        for existing in self._store.tenants():
+            self._store.create_tenant(existing)  # tenants of the first version get their default profiles
+        if self._store.user(tenant, DEFAULT_ADMIN) is None:
+            self._store.create_user(tenant, DEFAULT_ADMIN, ADMIN_GROUP, self._hasher.hash(admin_password), "Admin")
+            log.info("seeded user 'admin' of the management tenant", extra={"tenant": tenant})
+        admin = self._store.user(tenant, DEFAULT_ADMIN)
+        if admin is not None and self._hasher.verify("admin", admin.password_hash):
             log.warning(
                 "user 'admin' still has the default password 'admin': change it (AUTH_ADMIN_PASSWORD before the "
-                "first start, or the password API)"
+                "first start, or POST /auth/password/update)"
             )
+        self._cache.load_revocations(self._store.active_revocations(), int(time.time()))
 
-    # -- tenants -----------------------------------------------------------------------------------------
-    def tenants(self) -> list[str]:
-        return self._store.tenants()
+    # -- service identity --------------------------------------------------------------------------------------
+    def check_service(self, authorization: str | None) -> str:
+        """The calling service's name, from ``Authorization: Service <name>:<key>``; 401 otherwise."""
+        if not self._cfg.service_master_secret:
+            raise Unauthenticated("internal routes are disabled: auth has no AUTH_SERVICE_MASTER_SECRET")
+        parsed = parse_service_authorization(authorization)
+        if parsed is None:
+            raise Unauthenticated("internal routes need a service identity: 'Authorization: Service <name>:<key>'")
+        name, key = parsed
+        if not verify_service_key(self._cfg.service_master_secret, name, key):
+            raise Unauthenticated("unknown service identity")
+        return name
 
-    def create_tenant(self, tenant: str) -> bool:
-        validate_tenant(tenant)
-        created = self._store.create_tenant(tenant)
-        if self._bootstrap:
-            ensure_topics(self._bootstrap, [TENANCY_TOPIC, *tenant_topics(tenant, [DEVICE_DATA, DEVICE_EVENTS])])
-        if created and self._producer is not None:
-            event = TenancyEvent(type="CREATE", tenant=tenant)
-            self._producer.send_and_wait(TENANCY_TOPIC, event.to_bytes(), key=tenant)
-            log.info("tenant created", extra={"tenant": tenant})
-        return created
+    # -- tokens ----------------------------------------------------------------------------------------------
+    def login(self, username: object, password: object, tenant: object = None) -> str:
+        if not isinstance(username, str) or not username or not isinstance(password, str) or not password:
+            raise Invalid('send {"username": "...", "passwd": "..."} (and optionally "service": "<tenant>")')
+        if len(password) > 1024 or len(username) > 200:
+            raise Invalid("username or password too long")
+        if tenant is not None:
+            if not isinstance(tenant, str):
+                raise Invalid('"service" must be a tenant name')
+            validate_tenant(tenant)
+            found = None if username.isdigit() else self._store.user(tenant, username)  # names, never ids
+            candidates = [found] if found else []
+        else:
+            candidates = self._store.users_named(username)
+        # Always the same number of hash checks (padded with a dummy hash), so the time a login takes tells
+        # nothing about how many tenants have an account of that name, or whether any has.
+        checked = candidates[:LOGIN_HASH_CHECKS]
+        hashes = [u.password_hash for u in checked] + [self._dummy_hash] * (LOGIN_HASH_CHECKS - len(checked))
+        results = [self._hasher.verify(password, h) for h in hashes]
+        matched = [u for u, ok in zip(checked, results, strict=False) if ok]
+        if len(matched) != 1:
+            raise Unauthenticated(
+                'wrong username or password (a username that exists in several tenants needs "service")'
+            )
+        user = matched[0]
+        if self._hasher.needs_rehash(user.password_hash):
+            self._store.rehash(user.id, user.password_hash, self._hasher.hash(password))
+        return self._issue(user)
 
-    def create_user(self, username: str, password: str, tenant: str, profile: str) -> dict[str, Any]:
-        if not username or not isinstance(username, str):
-            raise Invalid("username is required")
-        if profile not in ("admin", "user"):
-            raise Invalid("profile must be 'admin' or 'user'")
-        if len(password) < 8:
-            raise Invalid("passwords have at least 8 characters")
-        if tenant not in self._store.tenants():
-            raise Invalid(f"tenant {tenant!r} does not exist")
-        user = self._store.create_user(username, tenant, profile, hash_password(password))
-        return {"id": user.id, "username": user.username, "service": user.service, "profile": user.profile}
-
-    # -- tokens ------------------------------------------------------------------------------------------
-    def login(self, username: str, password: str) -> str:
-        user = self._store.user(username)
-        if user is None:
-            verify_password(password, _DUMMY_HASH)
-            raise Unauthenticated("wrong username or password")
-        if not verify_password(password, user.password_hash):
-            raise Unauthenticated("wrong username or password")
+    def _issue(self, user: User) -> str:
         now = int(time.time())
         claims = {
-            "iss": "ondas-auth",
+            "iss": ISSUER,
             "iat": now,
-            "exp": now + self._ttl,
+            "exp": now + self._cfg.ttl_seconds,
             "jti": uuid.uuid4().hex,
             "service": user.service,
             "username": user.username,
@@ -104,10 +178,431 @@ class AuthService:
             "email": user.email,
             "profile": user.profile,
             "userid": user.id,
-            "groups": [1 if user.profile == "admin" else 2],
+            "groups": [g.id for g in self._store.user_groups(user.id)],
+            "tv": user.token_version,
         }
-        return jwt.encode(claims, self._private_key, algorithm=ALGORITHM)
+        return jwt.encode(claims, self._cfg.private_key, algorithm=ALGORITHM)
 
-    def check(self, token: str) -> Principal:
-        """Verify a token's signature and expiry; the caller it names."""
-        return principal_from_claims(decode(token, self._public_key))
+    def authenticate(self, token: str) -> Caller:
+        """Check a token completely: signature (RS256 with the platform's key), expiry, auth's own claims,
+        revocation of this token, and the user's token version (deleted users and password changes)."""
+        claims = decode(token, self._cfg.public_key)
+        principal = principal_from_claims(claims)
+        jti, user_id, version, exp = claims.get("jti"), claims.get("userid"), claims.get("tv"), claims.get("exp")
+        if (
+            not isinstance(jti, str)
+            or not jti
+            or not isinstance(user_id, int)
+            or not isinstance(version, int)
+            or not isinstance(exp, int)
+        ):
+            raise Unauthenticated("the token was not issued by auth (claims jti, userid, tv missing); log in again")
+        state = self._cache.token_state(principal.tenant, jti, user_id)
+        revoked = state.revoked
+        if revoked is None:
+            revoked = self._store.is_revoked(jti)
+            if not state.revocations_loaded and state.generation is not None:
+                self._cache.load_revocations(self._store.active_revocations(), int(time.time()))
+        if revoked:
+            raise Unauthenticated("the token has been revoked; log in again")
+        current = state.version
+        if current is None:
+            user = self._store.user_by_id(user_id)
+            current = user.token_version if user is not None and user.service == principal.tenant else GONE
+            self._cache.set_version(user_id, current, only_if_absent=True)
+        if current == GONE:
+            raise Unauthenticated("the token's user no longer exists")
+        if current != version:
+            raise Unauthenticated(
+                "the token has been revoked (password or profile change, or revocation); log in again"
+            )
+        return Caller(principal.tenant, principal.username, user_id, jti, exp, state.generation)
+
+    def revoke(self, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
+        """Revoke the caller's own token (empty body), one token (``{"jwt"}``) or every token of a user
+        (``{"username"}``). Others' tokens only for an administrator of the same tenant."""
+        unknown = set(body) - {"jwt", "username"}
+        if unknown or len(body) > 1:
+            raise Invalid('send {} (this token), {"jwt": "<token>"} or {"username": "<user>"}')
+        if not body:
+            self._revoke_jti(caller.jti, caller.tenant, caller.exp)
+            return {"message": "token revoked", "jti": caller.jti}
+        if "jwt" in body:
+            token = body["jwt"]
+            if not isinstance(token, str) or not token:
+                raise Invalid('"jwt" must be a token')
+            try:
+                claims = decode(token, self._cfg.public_key)
+            except Unauthenticated as exc:
+                raise Invalid(f"that token cannot be revoked: {exc.message}") from exc
+            jti, exp = claims.get("jti"), claims.get("exp")
+            if claims.get("service") != caller.tenant or not isinstance(jti, str) or not isinstance(exp, int):
+                raise Forbidden("you can only revoke tokens of your own tenant")
+            if claims.get("userid") != caller.user_id:
+                self._require_tenant_admin(caller, "revoke other users' tokens")
+            self._revoke_jti(jti, caller.tenant, exp)
+            return {"message": "token revoked", "jti": jti}
+        target = self._user(caller.tenant, body["username"])
+        if target.id != caller.user_id:
+            self._require_tenant_admin(caller, "revoke other users' tokens")
+        version = self._store.bump_token_version(target.id)
+        if version is not None:
+            self._cache.set_version(target.id, version)
+        return {"message": f"every token of user {target.username!r} revoked"}
+
+    def _revoke_jti(self, jti: str, tenant: str, exp: int) -> None:
+        now = int(time.time())
+        if exp <= now:
+            return
+        self._store.add_revocation(jti, tenant, exp)
+        self._cache.revoke(jti, exp - now)
+        log.info("token revoked", extra={"tenant": tenant, "jti": jti})
+
+    def _require_tenant_admin(self, caller: Caller, what: str) -> None:
+        if ADMIN_GROUP not in {g.name for g in self._store.user_groups(caller.user_id)}:
+            raise Forbidden(f"only members of the group {ADMIN_GROUP!r} may {what}")
+
+    # -- decisions ---------------------------------------------------------------------------------------------
+    def decide(self, caller: Caller, method: str, path: str) -> str:
+        """``permit`` or ``deny`` for ``method`` on ``path`` (normalised), from the cache when it can."""
+        gen = caller.generation
+        if gen is not None:
+            cached = self._cache.decision(caller.tenant, gen, caller.user_id, method, path)
+            if cached in (pdp.PERMIT, pdp.DENY):
+                return cached
+        decision = pdp.decide(self._store.user_all_permissions(caller.user_id), method, path)
+        if gen is not None:
+            self._cache.store_decision(caller.tenant, gen, caller.user_id, method, path, decision)
+        return decision
+
+    def pdp(self, token: object, action: object, resource: object) -> str:
+        """dojot's PDP: any problem with the token is a ``deny``."""
+        method, path = pdp.normalize_method(action), pdp.normalize_path(resource)
+        if not isinstance(token, str) or not token:
+            raise Invalid('"jwt" must be a token')
+        try:
+            caller = self.authenticate(token)
+        except Unauthenticated:
+            return pdp.DENY
+        return self.decide(caller, method, path)
+
+    def authorize(self, token: str, method: str, path: str) -> Caller:
+        """The caller, if its token is good (401 otherwise) and its permissions permit ``method`` on ``path``
+        (403 otherwise)."""
+        caller = self.authenticate(token)
+        norm_method, norm_path = pdp.normalize_method(method), pdp.normalize_path(path)
+        if self.decide(caller, norm_method, norm_path) != pdp.PERMIT:
+            raise Forbidden(f"your permissions do not allow {norm_method} {norm_path}")
+        return caller
+
+    def _changed(self, tenant: str) -> None:
+        self._cache.invalidate(tenant)
+
+    # -- tenants -----------------------------------------------------------------------------------------------
+    def tenants(self) -> list[str]:
+        return self._store.tenants()
+
+    def require_management_admin(self, caller: Caller) -> None:
+        if caller.tenant != self._cfg.management_tenant:
+            raise Forbidden("only administrators of the management tenant manage tenants")
+        self._require_tenant_admin(caller, "manage tenants")
+
+    def create_tenant(self, tenant: object) -> bool:
+        if not isinstance(tenant, str):
+            raise Invalid('send {"tenant": "<name>"}')
+        validate_tenant(tenant)
+        created = self._store.create_tenant(tenant)
+        if self._bootstrap:
+            ensure_topics(self._bootstrap, [TENANCY_TOPIC, *tenant_topics(tenant, [DEVICE_DATA, DEVICE_EVENTS])])
+        if created:
+            self._changed(tenant)
+            self._publish("CREATE", tenant)
+            log.info("tenant created", extra={"tenant": tenant})
+        return created
+
+    def delete_tenant(self, tenant: str) -> None:
+        validate_tenant(tenant)
+        if tenant == self._cfg.management_tenant:
+            raise Invalid("the management tenant cannot be deleted")
+        user_ids = self._store.delete_tenant(tenant)
+        if user_ids is None:
+            raise NotFound(f"no tenant {tenant!r}")
+        for uid in user_ids:
+            self._cache.set_version(uid, GONE)
+        self._changed(tenant)
+        self._publish("DELETE", tenant)
+        log.info("tenant deleted", extra={"tenant": tenant, "users_removed": len(user_ids)})
+
+    def _publish(self, kind: str, tenant: str) -> None:
+        if self._producer is not None:
+            event = TenancyEvent(type=kind, tenant=tenant)  # type: ignore[arg-type]
+            self._producer.send_and_wait(TENANCY_TOPIC, event.to_bytes(), key=tenant)
+
+    # -- users -------------------------------------------------------------------------------------------------
+    def _user(self, tenant: str, ref: object) -> User:
+        if not isinstance(ref, str | int) or isinstance(ref, bool) or (isinstance(ref, str) and not ref):
+            raise Invalid("name the user by id or username")
+        user = self._store.user(tenant, ref)
+        if user is None:
+            raise NotFound(_NO_USER)
+        return user
+
+    def users(self, tenant: str) -> list[User]:
+        return self._store.users(tenant)
+
+    def user(self, tenant: str, ref: str) -> User:
+        return self._user(tenant, ref)
+
+    def create_user(self, tenant: str, body: dict[str, Any], created_by: str = "0") -> tuple[User, str | None]:
+        """Create a user of ``tenant`` (dojot's body); the reset link that sets its first password when the body
+        carries no ``passwd``."""
+        unknown = set(body) - {"username", "service", "email", "name", "profile", "passwd"}
+        if unknown:
+            raise Invalid(f"unknown fields {sorted(unknown)}; a user has username, name, email, profile, service")
+        username = validate_username(body.get("username"))
+        service = body.get("service", tenant)
+        if service != tenant:
+            raise Forbidden("users can only be created in your own tenant ('service' must be your tenant)")
+        name = text_field(body, "name")
+        email = validate_email(text_field(body, "email"))
+        profile = text_field(body, "profile", default=USER_GROUP) or USER_GROUP
+        passwd = body.get("passwd")
+        if passwd is not None:
+            password_hash = self._hasher.hash(self.policy.check_shape(passwd))
+        else:
+            password_hash = UNUSABLE
+        user = self._store.create_user(tenant, username, profile, password_hash, name, email, created_by)
+        self._changed(tenant)
+        link = self._reset_link(user.id) if passwd is None else None
+        log.info("user created", extra={"tenant": tenant, "username": username})
+        return user, link
+
+    def update_user(self, tenant: str, ref: str, body: dict[str, Any], caller: Caller) -> User:
+        """Change name, e-mail or profile (fields left out keep their value)."""
+        user = self._user(tenant, ref)
+        unknown = set(body) - {"username", "service", "email", "name", "profile", "id"}
+        if unknown:
+            raise Invalid(f"unknown fields {sorted(unknown)}; name, email and profile can be changed")
+        if "username" in body and body["username"] != user.username:
+            raise Invalid("usernames cannot be changed")
+        if "service" in body and body["service"] != tenant:
+            raise Invalid("a user cannot move to another tenant")
+        name = text_field(body, "name", default=user.name)
+        email = validate_email(text_field(body, "email", default=user.email))
+        profile = text_field(body, "profile", default=user.profile) or user.profile
+        if user.id == caller.user_id and profile != user.profile:
+            raise Invalid("you cannot change your own profile")
+        updated = self._store.update_user(tenant, user.id, name, email, profile)
+        if updated.token_version != user.token_version:
+            self._cache.set_version(user.id, updated.token_version)
+        self._changed(tenant)
+        return updated
+
+    def delete_user(self, tenant: str, ref: str, caller: Caller) -> None:
+        user = self._user(tenant, ref)
+        if user.id == caller.user_id:
+            raise Invalid("you cannot delete yourself")
+        if not self._store.delete_user(tenant, user.id):
+            raise NotFound(_NO_USER)
+        self._cache.set_version(user.id, GONE)
+        self._changed(tenant)
+        log.info("user deleted", extra={"tenant": tenant, "username": user.username})
+
+    # -- passwords ---------------------------------------------------------------------------------------------
+    def _set_password(self, user_id: int, password: object) -> None:
+        """Apply the policy (length; none of the recent passwords), store the new hash, revoke older tokens."""
+        new = self.policy.check_shape(password)
+        for old in self._store.password_history(user_id, self.policy.history):
+            if self._hasher.verify(new, old):
+                raise Invalid(f"the new password must differ from your last {self.policy.history} passwords")
+        version = self._store.set_password(user_id, self._hasher.hash(new), keep=max(self.policy.history - 1, 0))
+        if version is None:
+            raise NotFound(_NO_USER)
+        self._cache.set_version(user_id, version)
+
+    def change_password(self, caller: Caller, body: dict[str, Any]) -> None:
+        old, new = body.get("oldpasswd"), body.get("newpasswd")
+        if not isinstance(old, str) or not isinstance(new, str):
+            raise Invalid('send {"oldpasswd": "...", "newpasswd": "..."}')
+        user = self._store.user(caller.tenant, caller.user_id)
+        if user is None:
+            raise Unauthenticated("the token's user no longer exists")
+        if not self._hasher.verify(old, user.password_hash):
+            raise Forbidden("the old password is wrong")
+        self._set_password(user.id, new)
+        log.info("password changed", extra={"tenant": caller.tenant, "username": user.username})
+
+    def _reset_link(self, user_id: int) -> str:
+        token = secrets.token_urlsafe(32)
+        self._store.create_reset(user_id, hashlib.sha256(token.encode()).hexdigest(), self._cfg.reset_ttl_seconds)
+        return token
+
+    def request_reset(self, tenant: str, ref: str) -> str:
+        """A one-time link (token) that sets a new password for a user of ``tenant``. auth sends no e-mail: the
+        administrator who asked hands the link to the user."""
+        return self._reset_link(self._user(tenant, ref).id)
+
+    def reset_password(self, link: object, body: dict[str, Any]) -> None:
+        if not isinstance(link, str) or not link or len(link) > 200:
+            raise Invalid("send the reset link as query parameter 'link'")
+        password = body.get("passwd")
+        self.policy.check_shape(password)
+        token_hash = hashlib.sha256(link.encode()).hexdigest()
+        user_id = self._store.peek_reset(token_hash)
+        if user_id is None:
+            raise NotFound("unknown or expired reset link")
+        self._set_password(user_id, password)
+        self._store.take_reset(token_hash)
+
+    # -- groups (profiles) -------------------------------------------------------------------------------------
+    def _group(self, tenant: str, ref: object) -> Group:
+        if not isinstance(ref, str | int) or isinstance(ref, bool):
+            raise Invalid("name the group by id or name")
+        group = self._store.group(tenant, ref)
+        if group is None:
+            raise NotFound(_NO_GROUP)
+        return group
+
+    def groups(self, tenant: str, name_part: str | None) -> list[Group]:
+        if name_part is not None and len(name_part) > 50:
+            raise Invalid("query parameter name has at most 50 characters")
+        found = self._store.groups(tenant, name_part)
+        if not found:
+            raise NotFound("no group found with these filters")
+        return found
+
+    def group(self, tenant: str, ref: str) -> Group:
+        return self._group(tenant, ref)
+
+    def create_group(self, tenant: str, body: dict[str, Any]) -> Group:
+        unknown = set(body) - {"name", "description"}
+        if unknown:
+            raise Invalid(f"unknown fields {sorted(unknown)}; a group has name and description")
+        group = self._store.create_group(tenant, validate_group_name(body.get("name")), text_field(body, "description"))
+        self._changed(tenant)
+        return group
+
+    def update_group(self, tenant: str, ref: str, body: dict[str, Any]) -> Group:
+        group = self._group(tenant, ref)
+        unknown = set(body) - {"name", "description", "id"}
+        if unknown:
+            raise Invalid(f"unknown fields {sorted(unknown)}; a group has name and description")
+        name = validate_group_name(body.get("name", group.name))
+        if group.name == ADMIN_GROUP and name != ADMIN_GROUP:
+            raise Invalid(f"the group {ADMIN_GROUP!r} cannot be renamed (it names the tenant's administrators)")
+        updated = self._store.update_group(
+            tenant, group.id, name, text_field(body, "description", default=group.description)
+        )
+        if name != group.name:
+            for u in self._store.group_users(group.id):
+                self._cache.set_version(u.id, u.token_version)
+        self._changed(tenant)
+        return updated
+
+    def delete_group(self, tenant: str, ref: str) -> None:
+        group = self._group(tenant, ref)
+        if group.name == ADMIN_GROUP:
+            raise Invalid(f"the group {ADMIN_GROUP!r} cannot be deleted (it names the tenant's administrators)")
+        self._store.delete_group(tenant, group.id)
+        self._changed(tenant)
+
+    # -- permissions -------------------------------------------------------------------------------------------
+    def _permission(self, tenant: str, ref: object) -> Permission:
+        if not isinstance(ref, str) or not ref.isdigit():
+            raise Invalid("name the permission by its numeric id")
+        perm = self._store.permission(tenant, ref)
+        if perm is None:
+            raise NotFound(_NO_PERMISSION)
+        return perm
+
+    def permissions(self, tenant: str, filters: dict[str, str]) -> list[Permission]:
+        unknown = set(filters) - {"path", "method", "permission", "type", "name"}
+        if unknown:
+            raise Invalid(f"unknown filters {sorted(unknown)}; filter by path, method, permission, type or name")
+        found = self._store.permissions(tenant, filters)
+        if not found:
+            raise NotFound("no permission found with these filters")
+        return found
+
+    def permission(self, tenant: str, ref: str) -> Permission:
+        return self._permission(tenant, ref)
+
+    def create_permission(self, tenant: str, spec: PermissionSpec) -> Permission:
+        perm = self._store.create_permission(tenant, spec)
+        self._changed(tenant)
+        return perm
+
+    def update_permission(self, tenant: str, ref: str, spec: PermissionSpec) -> Permission:
+        perm = self._permission(tenant, ref)
+        if perm.type == "system":
+            raise Conflict("system permissions cannot be changed")
+        updated = self._store.update_permission(tenant, perm.id, spec)
+        self._changed(tenant)
+        return updated
+
+    def delete_permission(self, tenant: str, ref: str) -> None:
+        perm = self._permission(tenant, ref)
+        if perm.type == "system":
+            raise Conflict("system permissions cannot be deleted")
+        self._store.delete_permission(tenant, perm.id)
+        self._changed(tenant)
+
+    # -- relations ---------------------------------------------------------------------------------------------
+    def user_group(self, tenant: str, user_ref: str, group_ref: str, add: bool) -> None:
+        user, group = self._user(tenant, user_ref), self._group(tenant, group_ref)
+        if not add and group.name == user.profile:
+            raise Invalid(f"a user always stays in the group of its profile ({user.profile!r}); change the profile")
+        self._store.relate("user_groups", user.id, group.id, add)
+        self._changed(tenant)
+
+    def group_permission(self, tenant: str, group_ref: str, perm_ref: str, add: bool) -> None:
+        group, perm = self._group(tenant, group_ref), self._permission(tenant, perm_ref)
+        self._store.relate("group_permissions", group.id, perm.id, add)
+        self._changed(tenant)
+
+    def user_permission(self, tenant: str, user_ref: str, perm_ref: str, add: bool) -> None:
+        user, perm = self._user(tenant, user_ref), self._permission(tenant, perm_ref)
+        self._store.relate("user_permissions", user.id, perm.id, add)
+        self._changed(tenant)
+
+    # -- reports -----------------------------------------------------------------------------------------------
+    def user_direct_permissions(self, tenant: str, ref: str) -> list[Permission]:
+        return self._store.user_direct_permissions(self._user(tenant, ref).id)
+
+    def user_all_permissions(self, tenant: str, ref: str) -> list[Permission]:
+        return self._store.user_all_permissions(self._user(tenant, ref).id)
+
+    def user_groups(self, tenant: str, ref: str) -> list[Group]:
+        return self._store.user_groups(self._user(tenant, ref).id)
+
+    def group_permissions(self, tenant: str, ref: str) -> list[Permission]:
+        return self._store.group_permissions(self._group(tenant, ref).id)
+
+    def group_users(self, tenant: str, ref: str) -> list[User]:
+        return self._store.group_users(self._group(tenant, ref).id)
+
+    # -- internal tenant creation (service identity) ------------------------------------------------------------
+    def create_tenant_with_admin(self, tenant: object, admin: object, must_be_new: bool = False) -> dict[str, Any]:
+        """Create a tenant (idempotent unless ``must_be_new``) and optionally its first administrator
+        ``{"username","passwd"}``."""
+        if not isinstance(tenant, str):
+            raise Invalid('send {"tenant": "<name>"}')
+        validate_tenant(tenant)
+        if admin is not None and (
+            not isinstance(admin, dict)
+            or not isinstance(admin.get("username"), str)
+            or not isinstance(admin.get("passwd"), str)
+            or set(admin) - {"username", "passwd", "name", "email"}
+        ):
+            raise Invalid('"admin" must be {"username": "...", "passwd": "..."}')
+        if admin is not None:
+            validate_username(admin["username"])
+            self.policy.check_shape(admin["passwd"])
+        created = self.create_tenant(tenant)
+        if must_be_new and not created:
+            raise Conflict(f"tenant {tenant!r} already exists", tenant=tenant)
+        out: dict[str, Any] = {"tenant": tenant, "created": created}
+        if admin is not None:
+            user, _ = self.create_user(tenant, {**admin, "profile": ADMIN_GROUP})
+            out["admin"] = user.public()
+        return out

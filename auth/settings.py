@@ -10,9 +10,19 @@ class Settings:
     common: CommonSettings
     http_port: int
     db_url: str
+    redis_url: str
     jwt_private_key_file: str
     jwt_ttl_seconds: int
     admin_password: str
+    management_tenant: str
+    service_master_secret: str
+    cache_ttl_seconds: int
+    cache_prefix: str
+    passwd_min_len: int
+    passwd_history_len: int
+    passwd_reset_minutes: int
+    argon2_time_cost: int
+    argon2_memory_kib: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -20,7 +30,19 @@ class Settings:
             common=CommonSettings.from_env(),
             http_port=env_int("AUTH_HTTP_PORT", 8010),
             db_url=env_str("AUTH_DB_URL", "postgresql://ondas@127.0.0.1:5432/ondas_auth"),
+            redis_url=env_str("AUTH_REDIS_URL", "redis://127.0.0.1:6379/0"),
             jwt_private_key_file=env_str("AUTH_JWT_PRIVATE_KEY_FILE", ".data/keys/jwt-private.pem"),
             jwt_ttl_seconds=env_int("AUTH_JWT_TTL_SECONDS", 900),
             admin_password=env_str("AUTH_ADMIN_PASSWORD", "admin"),
+            # The tenant whose administrators create and delete tenants (dojot's user 'admin' is in 'admin').
+            management_tenant=env_str("AUTH_MANAGEMENT_TENANT", "admin"),
+            # Empty: the internal routes (/admin/...) refuse every caller.
+            service_master_secret=env_str("AUTH_SERVICE_MASTER_SECRET", ""),
+            cache_ttl_seconds=env_int("AUTH_CACHE_TTL_SECONDS", 720),
+            cache_prefix=env_str("AUTH_CACHE_PREFIX", "ondas:auth:"),
+            passwd_min_len=env_int("AUTH_PASSWD_MIN_LEN", 8),
+            passwd_history_len=env_int("AUTH_PASSWD_HISTORY_LEN", 4),
+            passwd_reset_minutes=env_int("AUTH_PASSWD_RESET_MINUTES", 30),
+            argon2_time_cost=env_int("AUTH_ARGON2_TIME_COST", 2),
+            argon2_memory_kib=env_int("AUTH_ARGON2_MEMORY_KIB", 19456),
         )

@@ -1,23 +1,32 @@
-"""Users and tenants in PostgreSQL."""
+"""Tenants, users, groups, permissions and their relations in PostgreSQL.
+
+Every query about users, groups or permissions names the tenant (``service``): a row of another tenant is
+never read, changed or counted, so "not found" is all a caller ever learns about another tenant's rows.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, LiteralString
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from ondas.errors import Conflict
+from auth.models import DEFAULT_GROUP_DESCRIPTIONS, DEFAULT_PERMISSIONS, Group, Permission, PermissionSpec, User
+from ondas.errors import Conflict, Invalid, NotFound
 
 SCHEMA = """
+SELECT pg_advisory_xact_lock(827364501);
 CREATE TABLE IF NOT EXISTS tenants (
     name TEXT PRIMARY KEY,
     created TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS users (
     id BIGSERIAL PRIMARY KEY,
-    username TEXT NOT NULL UNIQUE,
+    username TEXT NOT NULL,
     name TEXT NOT NULL DEFAULT '',
     email TEXT NOT NULL DEFAULT '',
     service TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
@@ -25,18 +34,104 @@ CREATE TABLE IF NOT EXISTS users (
     password_hash TEXT NOT NULL,
     created TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+-- Usernames are unique per tenant (the first version had them unique platform-wide).
+ALTER TABLE users DROP CONSTRAINT IF EXISTS users_username_key;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS token_version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS created_by TEXT NOT NULL DEFAULT '0';
+CREATE UNIQUE INDEX IF NOT EXISTS users_service_username ON users (service, username);
+CREATE INDEX IF NOT EXISTS users_username ON users (username);
+CREATE TABLE IF NOT EXISTS password_history (
+    user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    password_hash TEXT NOT NULL,
+    created TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS password_history_user ON password_history (user_id, created DESC);
+CREATE TABLE IF NOT EXISTS groups (
+    id BIGSERIAL PRIMARY KEY,
+    service TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    UNIQUE (service, name)
+);
+CREATE TABLE IF NOT EXISTS permissions (
+    id BIGSERIAL PRIMARY KEY,
+    service TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    method TEXT NOT NULL,
+    permission TEXT NOT NULL CHECK (permission IN ('permit', 'deny')),
+    type TEXT NOT NULL DEFAULT 'api' CHECK (type IN ('api', 'system')),
+    UNIQUE (service, name)
+);
+CREATE TABLE IF NOT EXISTS user_groups (
+    user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    group_id BIGINT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+    PRIMARY KEY (user_id, group_id)
+);
+CREATE TABLE IF NOT EXISTS group_permissions (
+    group_id BIGINT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+    permission_id BIGINT NOT NULL REFERENCES permissions(id) ON DELETE CASCADE,
+    PRIMARY KEY (group_id, permission_id)
+);
+CREATE TABLE IF NOT EXISTS user_permissions (
+    user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    permission_id BIGINT NOT NULL REFERENCES permissions(id) ON DELETE CASCADE,
+    PRIMARY KEY (user_id, permission_id)
+);
+CREATE TABLE IF NOT EXISTS password_resets (
+    token_hash TEXT PRIMARY KEY,
+    user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    expires TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revoked_tokens (
+    jti TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    expires TIMESTAMPTZ NOT NULL
+);
 """
 
 
-@dataclass(frozen=True)
-class User:
-    id: int
-    username: str
-    service: str
-    profile: str
-    name: str
-    email: str
-    password_hash: str
+def _user_cols(alias: str = "") -> str:
+    a = f"{alias}." if alias else ""
+    plain = ", ".join(
+        a + c for c in ("id", "username", "service", "profile", "name", "email", "password_hash", "token_version")
+    )
+    return f"{plain}, {a}created_by, to_char({a}created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS created_date"
+
+
+def _perm_cols(alias: str = "") -> str:
+    a = f"{alias}." if alias else ""
+    return ", ".join(a + c for c in ("id", "service", "name", "path", "method", "permission", "type"))
+
+
+_COLUMNS: dict[str, sql.Composable] = {
+    "u": sql.SQL(_user_cols()),
+    "ua": sql.SQL(_user_cols("u")),
+    "p": sql.SQL(_perm_cols()),
+    "pa": sql.SQL(_perm_cols("p")),
+}
+
+
+class _Cursor:
+    """A cursor whose queries may name the column lists ``{u}``, ``{ua}``, ``{p}``, ``{pa}`` and further
+    composable parts (identifiers, clauses), so no query is built by string formatting."""
+
+    def __init__(self, cur: psycopg.Cursor[dict[str, Any]]) -> None:
+        self._cur = cur
+
+    def execute(
+        self, query: LiteralString, args: Sequence[Any] = (), **parts: sql.Composable
+    ) -> psycopg.Cursor[dict[str, Any]]:
+        composed = sql.SQL(query).format(**_COLUMNS, **parts) if "{" in query else sql.SQL(query)
+        return self._cur.execute(composed, args)
+
+
+def _user(row: dict[str, Any] | None) -> User | None:
+    return User(**row) if row else None
+
+
+def _perm(row: dict[str, Any]) -> Permission:
+    return Permission(**row)
 
 
 class PostgresAuthStore:
@@ -53,42 +148,459 @@ class PostgresAuthStore:
             conn.execute("SELECT 1")
         return True
 
+    @contextmanager
+    def _tx(self) -> Iterator[_Cursor]:
+        """One transaction; driver errors of the caller's mistakes become the platform's errors."""
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield _Cursor(conn.cursor(row_factory=dict_row))
+        except psycopg.errors.UniqueViolation as exc:
+            raise Conflict(f"already exists: {exc.diag.message_detail or exc}") from exc
+        except psycopg.errors.ForeignKeyViolation as exc:
+            raise NotFound("a row this change refers to no longer exists") from exc
+
+    # -- tenants -----------------------------------------------------------------------------------------------
     def tenants(self) -> list[str]:
-        with self._pool.connection() as conn:
-            return [r[0] for r in conn.execute("SELECT name FROM tenants ORDER BY name")]
+        with self._tx() as cur:
+            return [r["name"] for r in cur.execute("SELECT name FROM tenants ORDER BY name")]
+
+    def tenant_exists(self, name: str) -> bool:
+        with self._tx() as cur:
+            return cur.execute("SELECT 1 FROM tenants WHERE name = %s", (name,)).fetchone() is not None
 
     def create_tenant(self, name: str) -> bool:
-        """True when the tenant is new."""
-        with self._pool.connection() as conn:
-            cur = conn.execute("INSERT INTO tenants (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,))
-            return cur.rowcount == 1
-
-    def user(self, username: str) -> User | None:
-        with self._pool.connection() as conn:
-            row = (
-                conn.cursor(row_factory=dict_row)
-                .execute(
-                    "SELECT id, username, service, profile, name, email, password_hash FROM users WHERE username = %s",
-                    (username,),
-                )
-                .fetchone()
-            )
-        return User(**row) if row else None
-
-    def create_user(self, username: str, service: str, profile: str, password_hash: str, name: str = "") -> User:
-        try:
-            with self._pool.connection() as conn:
-                row = (
-                    conn.cursor(row_factory=dict_row)
-                    .execute(
-                        "INSERT INTO users (username, service, profile, password_hash, name)"
-                        " VALUES (%s, %s, %s, %s, %s)"
-                        " RETURNING id, username, service, profile, name, email, password_hash",
-                        (username, service, profile, password_hash, name),
+        """Create the tenant with its default profiles; True when it is new. Idempotent: the default profiles
+        are created when missing (also for tenants of the first version)."""
+        with self._tx() as cur:
+            created = cur.execute("INSERT INTO tenants (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,)).rowcount
+            for group, perms in DEFAULT_PERMISSIONS.items():
+                row = cur.execute(
+                    "INSERT INTO groups (service, name, description) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (service, name) DO NOTHING RETURNING id",
+                    (name, group, DEFAULT_GROUP_DESCRIPTIONS[group]),
+                ).fetchone()
+                if row is None:
+                    continue  # exists: it may have been edited, leave it as it is
+                for spec in perms:
+                    perm = cur.execute(
+                        "INSERT INTO permissions (service, name, path, method, permission) VALUES (%s, %s, %s, %s, %s)"
+                        " ON CONFLICT (service, name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+                        (name, spec.name, spec.path, spec.method, spec.permission),
+                    ).fetchone()
+                    assert perm is not None
+                    cur.execute(
+                        "INSERT INTO group_permissions (group_id, permission_id) VALUES (%s, %s)"
+                        " ON CONFLICT DO NOTHING",
+                        (row["id"], perm["id"]),
                     )
-                    .fetchone()
+            # Users of the first version had a profile but no group membership.
+            cur.execute(
+                "INSERT INTO user_groups (user_id, group_id) SELECT u.id, g.id FROM users u"
+                " JOIN groups g ON g.service = u.service AND g.name = u.profile WHERE u.service = %s"
+                " ON CONFLICT DO NOTHING",
+                (name,),
+            )
+            return created == 1
+
+    def delete_tenant(self, name: str) -> list[int] | None:
+        """Remove the tenant and everything of it; the ids of its users, or None when there was no such tenant."""
+        with self._tx() as cur:
+            ids = [r["id"] for r in cur.execute("SELECT id FROM users WHERE service = %s", (name,))]
+            if cur.execute("DELETE FROM tenants WHERE name = %s", (name,)).rowcount == 0:
+                return None
+            return ids
+
+    # -- users -------------------------------------------------------------------------------------------------
+    def users(self, tenant: str) -> list[User]:
+        with self._tx() as cur:
+            rows = cur.execute("SELECT {u} FROM users WHERE service = %s ORDER BY id", (tenant,))
+            return [User(**r) for r in rows]
+
+    def user(self, tenant: str, ref: str | int) -> User | None:
+        """A user of ``tenant`` by id (digits) or username."""
+        with self._tx() as cur:
+            if isinstance(ref, int) or ref.isdigit():
+                if int(ref) >= 2**63:
+                    return None
+                q = "SELECT {u} FROM users WHERE service = %s AND id = %s"
+                return _user(cur.execute(q, (tenant, int(ref))).fetchone())
+            q = "SELECT {u} FROM users WHERE service = %s AND username = %s"
+            return _user(cur.execute(q, (tenant, ref)).fetchone())
+
+    def user_by_id(self, user_id: int) -> User | None:
+        """Any tenant's user by id: only for checking tokens, whose claims name the tenant and the user."""
+        with self._tx() as cur:
+            return _user(cur.execute("SELECT {u} FROM users WHERE id = %s", (user_id,)).fetchone())
+
+    def users_named(self, username: str) -> list[User]:
+        """Every user called ``username``, in any tenant: only for logging in without naming the tenant."""
+        with self._tx() as cur:
+            rows = cur.execute("SELECT {u} FROM users WHERE username = %s ORDER BY id", (username,))
+            return [User(**r) for r in rows]
+
+    def create_user(
+        self,
+        tenant: str,
+        username: str,
+        profile: str,
+        password_hash: str,
+        name: str = "",
+        email: str = "",
+        created_by: str = "0",
+    ) -> User:
+        """Create a user and put it in the group named by its profile (which must exist in ``tenant``)."""
+        with self._tx() as cur:
+            group = cur.execute("SELECT id FROM groups WHERE service = %s AND name = %s", (tenant, profile)).fetchone()
+            if group is None:
+                raise Invalid(f"profile {profile!r} is not a group of this tenant", profile=profile)
+            row = cur.execute(
+                "INSERT INTO users (username, service, profile, password_hash, name, email, created_by)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (service, username) DO NOTHING"
+                " RETURNING {u}",
+                (username, tenant, profile, password_hash, name, email, created_by),
+            ).fetchone()
+            if row is None:
+                raise Conflict(f"user {username!r} already exists in this tenant", username=username)
+            cur.execute("INSERT INTO user_groups (user_id, group_id) VALUES (%s, %s)", (row["id"], group["id"]))
+            return User(**row)
+
+    def update_user(self, tenant: str, user_id: int, name: str, email: str, profile: str) -> User:
+        """Change name, e-mail and profile; a new profile moves the user from the old profile's group to the new
+        one's. Tokens that carry the old profile are made stale (token version bumped) when the profile changes."""
+        with self._tx() as cur:
+            current = cur.execute(
+                "SELECT profile FROM users WHERE service = %s AND id = %s FOR UPDATE", (tenant, user_id)
+            ).fetchone()
+            if current is None:
+                raise NotFound("no user found with this id or username")
+            if profile != current["profile"]:
+                new = cur.execute(
+                    "SELECT id FROM groups WHERE service = %s AND name = %s", (tenant, profile)
+                ).fetchone()
+                if new is None:
+                    raise Invalid(f"profile {profile!r} is not a group of this tenant", profile=profile)
+                cur.execute(
+                    "DELETE FROM user_groups WHERE user_id = %s AND group_id ="
+                    " (SELECT id FROM groups WHERE service = %s AND name = %s)",
+                    (user_id, tenant, current["profile"]),
                 )
-        except psycopg.errors.UniqueViolation as exc:
-            raise Conflict(f"user {username!r} already exists") from exc
-        assert row is not None
-        return User(**row)
+                cur.execute(
+                    "INSERT INTO user_groups (user_id, group_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    (user_id, new["id"]),
+                )
+            row = cur.execute(
+                "UPDATE users SET name = %s, email = %s, profile = %s,"
+                " token_version = token_version + CASE WHEN profile = %s THEN 0 ELSE 1 END"
+                " WHERE service = %s AND id = %s RETURNING {u}",
+                (name, email, profile, profile, tenant, user_id),
+            ).fetchone()
+            assert row is not None
+            return User(**row)
+
+    def delete_user(self, tenant: str, user_id: int) -> bool:
+        with self._tx() as cur:
+            return cur.execute("DELETE FROM users WHERE service = %s AND id = %s", (tenant, user_id)).rowcount == 1
+
+    def password_history(self, user_id: int, count: int) -> list[str]:
+        """The user's current hash and its ``count - 1`` predecessors, newest first."""
+        with self._tx() as cur:
+            current = cur.execute("SELECT password_hash FROM users WHERE id = %s", (user_id,)).fetchone()
+            if current is None:
+                return []
+            rows = cur.execute(
+                "SELECT password_hash FROM password_history WHERE user_id = %s ORDER BY created DESC LIMIT %s",
+                (user_id, max(count - 1, 0)),
+            )
+            return [current["password_hash"], *(r["password_hash"] for r in rows)][: max(count, 1)]
+
+    def set_password(self, user_id: int, password_hash: str, keep: int, revoke: bool = True) -> int | None:
+        """Replace the password (the old hash joins the history, of which ``keep`` entries are kept); with
+        ``revoke`` the token version is bumped so tokens issued before no longer pass. The new token version,
+        or None when the user no longer exists."""
+        with self._tx() as cur:
+            old = cur.execute("SELECT password_hash FROM users WHERE id = %s FOR UPDATE", (user_id,)).fetchone()
+            if old is None:
+                return None
+            if not old["password_hash"].startswith("!"):
+                cur.execute(
+                    "INSERT INTO password_history (user_id, password_hash) VALUES (%s, %s)",
+                    (user_id, old["password_hash"]),
+                )
+            cur.execute(
+                "DELETE FROM password_history WHERE user_id = %s AND ctid NOT IN (SELECT ctid FROM password_history"
+                " WHERE user_id = %s ORDER BY created DESC LIMIT %s)",
+                (user_id, user_id, max(keep, 0)),
+            )
+            row = cur.execute(
+                "UPDATE users SET password_hash = %s, token_version = token_version + %s WHERE id = %s"
+                " RETURNING token_version",
+                (password_hash, 1 if revoke else 0, user_id),
+            ).fetchone()
+            assert row is not None
+            return int(row["token_version"])
+
+    def rehash(self, user_id: int, old_hash: str, new_hash: str) -> None:
+        """Replace a hash of the same password by a stronger one (after a login), unless it changed meanwhile."""
+        with self._tx() as cur:
+            cur.execute(
+                "UPDATE users SET password_hash = %s WHERE id = %s AND password_hash = %s",
+                (new_hash, user_id, old_hash),
+            )
+
+    def bump_token_version(self, user_id: int) -> int | None:
+        with self._tx() as cur:
+            row = cur.execute(
+                "UPDATE users SET token_version = token_version + 1 WHERE id = %s RETURNING token_version", (user_id,)
+            ).fetchone()
+            return int(row["token_version"]) if row else None
+
+    # -- password resets ---------------------------------------------------------------------------------------
+    def create_reset(self, user_id: int, token_hash: str, ttl_seconds: int) -> None:
+        with self._tx() as cur:
+            cur.execute("DELETE FROM password_resets WHERE user_id = %s OR expires < now()", (user_id,))
+            cur.execute(
+                "INSERT INTO password_resets (token_hash, user_id, expires)"
+                " VALUES (%s, %s, now() + make_interval(secs => %s))",
+                (token_hash, user_id, ttl_seconds),
+            )
+
+    def peek_reset(self, token_hash: str) -> int | None:
+        """The user a valid reset link belongs to, leaving the link in place."""
+        with self._tx() as cur:
+            row = cur.execute(
+                "SELECT user_id FROM password_resets WHERE token_hash = %s AND expires > now()", (token_hash,)
+            ).fetchone()
+            return int(row["user_id"]) if row else None
+
+    def take_reset(self, token_hash: str) -> int | None:
+        """The user a reset link belongs to, consuming the link; None when it is unknown or expired."""
+        with self._tx() as cur:
+            row = cur.execute(
+                "DELETE FROM password_resets WHERE token_hash = %s RETURNING user_id, expires > now() AS valid",
+                (token_hash,),
+            ).fetchone()
+            return int(row["user_id"]) if row and row["valid"] else None
+
+    # -- revocations -------------------------------------------------------------------------------------------
+    def add_revocation(self, jti: str, tenant: str, expires_at: int) -> None:
+        with self._tx() as cur:
+            cur.execute("DELETE FROM revoked_tokens WHERE expires < now()")
+            cur.execute(
+                "INSERT INTO revoked_tokens (jti, service, expires) VALUES (%s, %s, to_timestamp(%s))"
+                " ON CONFLICT (jti) DO NOTHING",
+                (jti, tenant, expires_at),
+            )
+
+    def is_revoked(self, jti: str) -> bool:
+        with self._tx() as cur:
+            q = "SELECT 1 FROM revoked_tokens WHERE jti = %s AND expires > now()"
+            return cur.execute(q, (jti,)).fetchone() is not None
+
+    def active_revocations(self) -> list[tuple[str, int]]:
+        """``(jti, expires_at)`` of every revocation still in force."""
+        with self._tx() as cur:
+            rows = cur.execute(
+                "SELECT jti, extract(epoch FROM expires)::bigint AS exp FROM revoked_tokens WHERE expires > now()"
+            )
+            return [(r["jti"], int(r["exp"])) for r in rows]
+
+    # -- groups ------------------------------------------------------------------------------------------------
+    def groups(self, tenant: str, name_part: str | None = None) -> list[Group]:
+        with self._tx() as cur:
+            if name_part:
+                like = "%" + name_part.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                rows = cur.execute(
+                    "SELECT id, service, name, description FROM groups WHERE service = %s AND name LIKE %s ORDER BY id",
+                    (tenant, like),
+                )
+            else:
+                rows = cur.execute(
+                    "SELECT id, service, name, description FROM groups WHERE service = %s ORDER BY id", (tenant,)
+                )
+            return [Group(**r) for r in rows]
+
+    def group(self, tenant: str, ref: str | int) -> Group | None:
+        """A group of ``tenant`` by id (digits) or name."""
+        with self._tx() as cur:
+            if isinstance(ref, int) or ref.isdigit():
+                if int(ref) >= 2**63:
+                    return None
+                q = "SELECT id, service, name, description FROM groups WHERE service = %s AND id = %s"
+                row = cur.execute(q, (tenant, int(ref))).fetchone()
+            else:
+                q = "SELECT id, service, name, description FROM groups WHERE service = %s AND name = %s"
+                row = cur.execute(q, (tenant, ref)).fetchone()
+            return Group(**row) if row else None
+
+    def create_group(self, tenant: str, name: str, description: str) -> Group:
+        with self._tx() as cur:
+            row = cur.execute(
+                "INSERT INTO groups (service, name, description) VALUES (%s, %s, %s)"
+                " ON CONFLICT (service, name) DO NOTHING RETURNING id, service, name, description",
+                (tenant, name, description),
+            ).fetchone()
+            if row is None:
+                raise Conflict(f"group {name!r} already exists", name=name)
+            return Group(**row)
+
+    def update_group(self, tenant: str, group_id: int, name: str, description: str) -> Group:
+        """Rename and/or describe a group; users whose profile it is follow the new name."""
+        with self._tx() as cur:
+            old = cur.execute(
+                "SELECT name FROM groups WHERE service = %s AND id = %s FOR UPDATE", (tenant, group_id)
+            ).fetchone()
+            if old is None:
+                raise NotFound("no group found with this id or name")
+            if name != old["name"]:
+                if cur.execute("SELECT 1 FROM groups WHERE service = %s AND name = %s", (tenant, name)).fetchone():
+                    raise Conflict(f"group {name!r} already exists", name=name)
+                cur.execute(
+                    "UPDATE users SET profile = %s, token_version = token_version + 1"
+                    " WHERE service = %s AND profile = %s",
+                    (name, tenant, old["name"]),
+                )
+            row = cur.execute(
+                "UPDATE groups SET name = %s, description = %s WHERE service = %s AND id = %s"
+                " RETURNING id, service, name, description",
+                (name, description, tenant, group_id),
+            ).fetchone()
+            assert row is not None
+            return Group(**row)
+
+    def delete_group(self, tenant: str, group_id: int) -> None:
+        with self._tx() as cur:
+            row = cur.execute(
+                "SELECT name FROM groups WHERE service = %s AND id = %s FOR UPDATE", (tenant, group_id)
+            ).fetchone()
+            if row is None:
+                raise NotFound("no group found with this id or name")
+            n = cur.execute(
+                "SELECT count(*) AS n FROM users WHERE service = %s AND profile = %s", (tenant, row["name"])
+            ).fetchone()
+            if n and n["n"]:
+                raise Conflict(
+                    f"group {row['name']!r} is the profile of {n['n']} user(s); give them another profile first"
+                )
+            cur.execute("DELETE FROM groups WHERE service = %s AND id = %s", (tenant, group_id))
+
+    def group_users(self, group_id: int) -> list[User]:
+        with self._tx() as cur:
+            rows = cur.execute(
+                "SELECT {ua} FROM users u JOIN user_groups ug ON ug.user_id = u.id"
+                " WHERE ug.group_id = %s ORDER BY u.id",
+                (group_id,),
+            )
+            return [User(**r) for r in rows]
+
+    def user_groups(self, user_id: int) -> list[Group]:
+        with self._tx() as cur:
+            rows = cur.execute(
+                "SELECT g.id, g.service, g.name, g.description FROM groups g"
+                " JOIN user_groups ug ON ug.group_id = g.id WHERE ug.user_id = %s ORDER BY g.id",
+                (user_id,),
+            )
+            return [Group(**r) for r in rows]
+
+    # -- permissions -------------------------------------------------------------------------------------------
+    def permissions(self, tenant: str, filters: dict[str, str]) -> list[Permission]:
+        clauses: list[sql.Composable] = [sql.SQL("service = %s")]
+        args = [tenant]
+        for key in ("path", "method", "permission", "type", "name"):
+            if key in filters:
+                clauses.append(sql.SQL("{} = %s").format(sql.Identifier(key)))
+                args.append(filters[key])
+        with self._tx() as cur:
+            rows = cur.execute(
+                "SELECT {p} FROM permissions WHERE {where} ORDER BY id", args, where=sql.SQL(" AND ").join(clauses)
+            )
+            return [_perm(r) for r in rows]
+
+    def permission(self, tenant: str, ref: str | int) -> Permission | None:
+        with self._tx() as cur:
+            if isinstance(ref, int) or ref.isdigit():
+                if int(ref) >= 2**63:
+                    return None
+                q = "SELECT {p} FROM permissions WHERE service = %s AND id = %s"
+                row = cur.execute(q, (tenant, int(ref))).fetchone()
+            else:
+                q = "SELECT {p} FROM permissions WHERE service = %s AND name = %s"
+                row = cur.execute(q, (tenant, ref)).fetchone()
+            return _perm(row) if row else None
+
+    def create_permission(self, tenant: str, spec: PermissionSpec) -> Permission:
+        with self._tx() as cur:
+            row = cur.execute(
+                "INSERT INTO permissions (service, name, path, method, permission) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (service, name) DO NOTHING RETURNING {p}",
+                (tenant, spec.name, spec.path, spec.method, spec.permission),
+            ).fetchone()
+            if row is None:
+                raise Conflict(f"permission {spec.name!r} already exists", name=spec.name)
+            return _perm(row)
+
+    def update_permission(self, tenant: str, perm_id: int, spec: PermissionSpec) -> Permission:
+        with self._tx() as cur:
+            clash = cur.execute(
+                "SELECT 1 FROM permissions WHERE service = %s AND name = %s AND id <> %s", (tenant, spec.name, perm_id)
+            ).fetchone()
+            if clash:
+                raise Conflict(f"permission {spec.name!r} already exists", name=spec.name)
+            row = cur.execute(
+                "UPDATE permissions SET name = %s, path = %s, method = %s, permission = %s"
+                " WHERE service = %s AND id = %s RETURNING {p}",
+                (spec.name, spec.path, spec.method, spec.permission, tenant, perm_id),
+            ).fetchone()
+            if row is None:
+                raise NotFound("no permission found with this id")
+            return _perm(row)
+
+    def delete_permission(self, tenant: str, perm_id: int) -> bool:
+        with self._tx() as cur:
+            q = "DELETE FROM permissions WHERE service = %s AND id = %s"
+            return cur.execute(q, (tenant, perm_id)).rowcount == 1
+
+    def group_permissions(self, group_id: int) -> list[Permission]:
+        with self._tx() as cur:
+            rows = cur.execute(
+                "SELECT {pa} FROM permissions p"
+                " JOIN group_permissions gp ON gp.permission_id = p.id WHERE gp.group_id = %s ORDER BY p.id",
+                (group_id,),
+            )
+            return [_perm(r) for r in rows]
+
+    def user_direct_permissions(self, user_id: int) -> list[Permission]:
+        with self._tx() as cur:
+            rows = cur.execute(
+                "SELECT {pa} FROM permissions p"
+                " JOIN user_permissions up ON up.permission_id = p.id WHERE up.user_id = %s ORDER BY p.id",
+                (user_id,),
+            )
+            return [_perm(r) for r in rows]
+
+    def user_all_permissions(self, user_id: int) -> list[Permission]:
+        """The user's direct permissions and those of every group it is in (each once)."""
+        with self._tx() as cur:
+            rows = cur.execute(
+                "SELECT {pa} FROM permissions p"
+                " WHERE p.id IN (SELECT permission_id FROM user_permissions WHERE user_id = %s"
+                " UNION SELECT gp.permission_id FROM group_permissions gp"
+                " JOIN user_groups ug ON ug.group_id = gp.group_id WHERE ug.user_id = %s) ORDER BY p.id",
+                (user_id, user_id),
+            )
+            return [_perm(r) for r in rows]
+
+    # -- relations (the caller has checked that both ends belong to one tenant) --------------------------------
+    def relate(self, table: str, left: int, right: int, add: bool) -> bool:
+        """Add or remove a relation; True when something changed."""
+        cols = {
+            "user_groups": ("user_id", "group_id"),
+            "group_permissions": ("group_id", "permission_id"),
+            "user_permissions": ("user_id", "permission_id"),
+        }[table]
+        with self._tx() as cur:
+            parts = {"t": sql.Identifier(table), "a": sql.Identifier(cols[0]), "b": sql.Identifier(cols[1])}
+            if add:
+                q: LiteralString = "INSERT INTO {t} ({a}, {b}) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+            else:
+                q = "DELETE FROM {t} WHERE {a} = %s AND {b} = %s"
+            return cur.execute(q, (left, right), **parts).rowcount == 1

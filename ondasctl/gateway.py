@@ -1,15 +1,29 @@
 """Render gateway/kong.yml (Kong 3 declarative format) into an nginx configuration for the local gateway.
 
-Supported subset, checked here (anything else is refused with a clear error, so the local gateway never
-silently differs from Kong): services with ``url``; routes with ``paths`` (prefixes, or regexes starting with
-``~``) and ``strip_path``; the ``ondas-pdp`` plugin on a route or a service (delegation to auth through
-nginx ``auth_request``).
+Supported subset, checked here; anything else is refused with a clear error, so the local gateway never silently
+differs from Kong:
+
+- top level: ``_format_version`` (3.x) and ``services``;
+- services: ``name``, ``url``, ``routes``, ``plugins``; the URL's host names the local upstream;
+- routes: ``name``, ``paths`` (prefixes, or regexes starting with ``~``, anchored at the start and matched before
+  every prefix, as Kong does), ``strip_path`` (Kong's default path handling, v0), ``preserve_host``, ``plugins``;
+- plugin ``ondas-pdp`` (``pdp_url``): each request is first sent to the PDP through nginx
+  ``auth_request`` with ``Authorization``, ``X-Original-Method`` and ``X-Original-URI`` (the raw URI); 401 and
+  403 are passed on with the PDP's reason, and the permitted caller reaches the service in ``X-Ondas-Tenant`` and
+  ``X-Ondas-User`` (values a client sends in those headers are dropped on every route);
+- plugin ``rate-limiting`` with one window (``second`` or ``minute``), ``limit_by: ip`` and ``policy: local``
+  (``error_code`` and ``error_message`` too): nginx ``limit_req`` keyed by the client address, with a burst of
+  the whole limit, so the request after the limit, sent within the window, gets the error code (429) and a
+  JSON body. Kong counts in fixed windows and nginx drains a bucket steadily (one request every window/limit):
+  both let the limit through at once and refuse the next one.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -17,8 +31,18 @@ from urllib.parse import urlparse
 import yaml
 
 PDP_PLUGIN = "ondas-pdp"
-_SUPPORTED_ROUTE_KEYS = {"name", "paths", "strip_path", "plugins", "preserve_host"}
-_SUPPORTED_SERVICE_KEYS = {"name", "url", "routes", "plugins"}
+RATE_LIMIT_PLUGIN = "rate-limiting"
+DEFAULT_PDP_URL = "http://auth:5000/pdp/gateway"
+
+_TOP_KEYS = {"_format_version", "services"}
+_SERVICE_KEYS = {"name", "url", "routes", "plugins"}
+_ROUTE_KEYS = {"name", "paths", "strip_path", "plugins", "preserve_host"}
+_PLUGIN_KEYS = {"name", "config", "enabled"}
+_PDP_KEYS = {"pdp_url"}
+_RATE_KEYS = {"second", "minute", "limit_by", "policy", "error_code", "error_message"}
+_WINDOWS = {"second": ("s", 1), "minute": ("m", 60)}
+# Headers that only the gateway sets (from the PDP's answer); a client's own values never reach a service.
+_CALLER_HEADERS = {"X-Ondas-Tenant": "ondas_tenant", "X-Ondas-User": "ondas_user"}
 
 
 class KongConfigError(ValueError):
@@ -26,82 +50,251 @@ class KongConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    limit: int
+    window: str  # "second" | "minute"
+    error_code: int = 429
+    error_message: str = "API rate limit exceeded"
+
+    @property
+    def seconds(self) -> int:
+        return _WINDOWS[self.window][1]
+
+
+@dataclass(frozen=True)
 class Route:
     name: str
     service: str
+    host: str  # the service URL's host: names the upstream
     service_path: str
     path: str
     strip_path: bool
-    protected: bool
+    preserve_host: bool = False
+    pdp_url: str | None = None  # set on protected routes
+    rate_limit: RateLimit | None = None
+    host_header: str = ""
+
+    @property
+    def protected(self) -> bool:
+        return self.pdp_url is not None
 
     @property
     def is_regex(self) -> bool:
         return self.path.startswith("~")
 
+    @property
+    def regex(self) -> str:
+        """The anchored regex of a regex path."""
+        return "^" + self.path[1:].lstrip("^")
 
-def _has_pdp(plugins: list[dict[str, Any]] | None) -> bool:
-    return any(p.get("name") == PDP_PLUGIN for p in plugins or [])
+    def upstream_path(self, request_path: str) -> str:
+        """The path the service receives for ``request_path`` (which this route matches): Kong's v0 handling."""
+        if self.strip_path:
+            if self.is_regex:
+                m = re.match(self.regex, request_path)
+                rest = request_path[m.end() :] if m else request_path
+            else:
+                rest = request_path[len(self.path) :]
+            if self.service_path.endswith("/"):
+                return self.service_path + rest.removeprefix("/")
+            return self.service_path + rest if rest or self.service_path else "/"
+        if self.service_path in ("", "/"):
+            return request_path
+        return self.service_path.rstrip("/") + request_path
+
+
+def _plugins(owner: str, plugins: Any) -> tuple[str | None, RateLimit | None]:
+    """(pdp_url, rate limit) from a plugin list; unsupported plugins or settings are refused."""
+    pdp_url: str | None = None
+    rate: RateLimit | None = None
+    if plugins is None:
+        return None, None
+    if not isinstance(plugins, list):
+        raise KongConfigError(f"{owner}: plugins must be a list")
+    for p in plugins:
+        if not isinstance(p, dict) or set(p) - _PLUGIN_KEYS:
+            raise KongConfigError(f"{owner}: plugin {p!r}: supported keys are {sorted(_PLUGIN_KEYS)}")
+        if p.get("enabled") is False:
+            continue
+        name, config = p.get("name"), p.get("config") or {}
+        if name == PDP_PLUGIN:
+            extra = set(config) - _PDP_KEYS
+            if extra:
+                raise KongConfigError(f"{owner}: {PDP_PLUGIN}: unsupported config {sorted(extra)}")
+            pdp_url = str(config.get("pdp_url") or DEFAULT_PDP_URL)
+            if urlparse(pdp_url).scheme != "http":
+                raise KongConfigError(f"{owner}: {PDP_PLUGIN}: pdp_url must be an http:// URL")
+        elif name == RATE_LIMIT_PLUGIN:
+            rate = _rate_limit(owner, config)
+        else:
+            raise KongConfigError(f"{owner}: plugin {name!r} is not supported by the local gateway")
+    return pdp_url, rate
+
+
+def _rate_limit(owner: str, config: dict[str, Any]) -> RateLimit:
+    where = f"{owner}: {RATE_LIMIT_PLUGIN}"
+    extra = set(config) - _RATE_KEYS
+    if extra:
+        raise KongConfigError(f"{where}: unsupported config {sorted(extra)}")
+    windows = [w for w in _WINDOWS if config.get(w) is not None]
+    if len(windows) != 1:
+        raise KongConfigError(f"{where}: set exactly one of {sorted(_WINDOWS)}")
+    limit = config[windows[0]]
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise KongConfigError(f"{where}: {windows[0]} must be a positive integer")
+    if config.get("limit_by", "consumer") != "ip":
+        raise KongConfigError(f"{where}: only limit_by: ip is supported")
+    if config.get("policy", "local") != "local":
+        raise KongConfigError(f"{where}: only policy: local is supported")
+    code = config.get("error_code", 429)
+    if not isinstance(code, int) or not 400 <= code <= 599:
+        raise KongConfigError(f"{where}: error_code must be an HTTP error status")
+    message = str(config.get("error_message", RateLimit.error_message))
+    return RateLimit(limit=limit, window=windows[0], error_code=code, error_message=message)
 
 
 def load_routes(kong_file: Path) -> list[Route]:
     doc = yaml.safe_load(kong_file.read_text())
     if not isinstance(doc, dict) or not str(doc.get("_format_version", "")).startswith("3"):
         raise KongConfigError(f"{kong_file}: expected a Kong 3 declarative file (_format_version: '3.0')")
+    extra = set(doc) - _TOP_KEYS
+    if extra:
+        raise KongConfigError(f"{kong_file}: unsupported top-level keys {sorted(extra)}")
     routes: list[Route] = []
     seen: set[str] = set()
+    names: set[str] = set()
     for svc in doc.get("services") or []:
-        extra = set(svc) - _SUPPORTED_SERVICE_KEYS
+        extra = set(svc) - _SERVICE_KEYS
         if extra:
             raise KongConfigError(f"service {svc.get('name')}: unsupported keys {sorted(extra)}")
-        url = urlparse(svc["url"])
-        svc_protected = _has_pdp(svc.get("plugins"))
+        url = urlparse(str(svc.get("url", "")))
+        if url.scheme != "http" or not url.hostname or url.query or url.params:
+            raise KongConfigError(f"service {svc.get('name')}: url must be http://host[:port][/path]")
+        svc_pdp, svc_rate = _plugins(f"service {svc['name']}", svc.get("plugins"))
         for r in svc.get("routes") or []:
-            extra = set(r) - _SUPPORTED_ROUTE_KEYS
+            extra = set(r) - _ROUTE_KEYS
             if extra:
                 raise KongConfigError(f"route {r.get('name')}: unsupported keys {sorted(extra)}")
+            if r.get("name") in names:
+                raise KongConfigError(f"route {r.get('name')} is defined twice")
+            names.add(r.get("name"))
+            pdp, rate = _plugins(f"route {r.get('name')}", r.get("plugins"))
             for path in r.get("paths") or []:
+                if not isinstance(path, str) or not (path.startswith("/") or path.startswith("~/")):
+                    raise KongConfigError(f"route {r.get('name')}: path {path!r} must start with / or ~/")
                 if path in seen:
                     raise KongConfigError(f"path {path} is routed twice")
                 seen.add(path)
+                if path.startswith("~"):
+                    try:
+                        re.compile(path[1:])
+                    except re.error as exc:
+                        raise KongConfigError(f"route {r.get('name')}: bad regex {path!r}: {exc}") from exc
                 routes.append(
                     Route(
                         name=r["name"],
                         service=svc["name"],
+                        host=url.hostname,
                         service_path=url.path or "/",
                         path=path,
                         strip_path=bool(r.get("strip_path", True)),
-                        protected=svc_protected or _has_pdp(r.get("plugins")),
+                        preserve_host=bool(r.get("preserve_host", False)),
+                        pdp_url=pdp or svc_pdp,
+                        rate_limit=rate or svc_rate,
+                        host_header=url.netloc,
                     )
                 )
     return routes
 
 
-def _upstream_name(service: str) -> str:
-    return "up_" + re.sub(r"[^a-zA-Z0-9_]", "_", service)
+def _ident(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def _upstream_name(host: str) -> str:
+    return "up_" + _ident(host)
+
+
+def _quote(value: str) -> str:
+    """An nginx string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _json_literal(value: dict[str, str]) -> str:
+    return _quote(json.dumps(value)).replace("$", "${dollar}")
+
+
+def _pdp_location(pdp_url: str) -> str:
+    return "/_ondas_pdp_" + _ident(pdp_url)
 
 
 def _location(route: Route) -> str:
-    up = _upstream_name(route.service)
+    up = _upstream_name(route.host)
     lines: list[str] = []
     if route.is_regex:
-        lines.append(f"    location ~ ^{route.path[1:].lstrip('^')} {{")
+        lines.append(f'    location ~ "{route.regex}" {{')
     else:
         lines.append(f"    location {route.path} {{")
+    host = "$http_host" if route.preserve_host else route.host_header
+    lines += [
+        f"        proxy_set_header Host {host};",
+        '        proxy_set_header Connection "";',
+        "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "        proxy_set_header X-Request-Id $ondas_request_id;",
+    ]
     if route.protected:
+        assert route.pdp_url is not None
         lines += [
-            "        auth_request /_ondas_pdp;",
+            f"        auth_request {_pdp_location(route.pdp_url)};",
             "        auth_request_set $ondas_reason $upstream_http_x_ondas_reason;",
+            "        auth_request_set $ondas_tenant $upstream_http_x_ondas_tenant;",
+            "        auth_request_set $ondas_user $upstream_http_x_ondas_user;",
             "        error_page 401 = @ondas_401;",
             "        error_page 403 = @ondas_403;",
         ]
-    svc_path = route.service_path.rstrip("/")
-    if route.strip_path and not route.is_regex:
-        prefix = re.escape(route.path.rstrip("/"))
-        lines.append(f"        rewrite ^{prefix}/?(.*)$ {svc_path}/$1 break;")
-    elif svc_path:
-        lines.append(f"        rewrite ^(.*)$ {svc_path}$1 break;")
+        lines += [f"        proxy_set_header {h} ${var};" for h, var in _CALLER_HEADERS.items()]
+    else:
+        lines += [f'        proxy_set_header {h} "";' for h in _CALLER_HEADERS]
+    if route.rate_limit:
+        rl = route.rate_limit
+        burst = f" burst={rl.limit - 1}" if rl.limit > 1 else ""
+        lines += [
+            f"        limit_req zone={_zone(route)}{burst} nodelay;",
+            f"        limit_req_status {rl.error_code};",
+            f"        error_page {rl.error_code} = @ondas_limited_{_ident(route.name)};",
+        ]
+    lines.append(_rewrite(route))
     lines += [f"        proxy_pass http://{up};", "    }"]
-    return "\n".join(lines)
+    return "\n".join(line for line in lines if line)
+
+
+def _rewrite(route: Route) -> str:
+    """nginx rewrite implementing Kong's v0 path handling (the query string is kept by nginx)."""
+    svc = route.service_path or "/"
+    if route.strip_path:
+        match = route.regex if route.is_regex else "^" + re.escape(route.path)
+        if svc.endswith("/"):
+            return f'        rewrite "(?:{match})/?(?<ondas_rest>.*)$" {svc}$ondas_rest break;'
+        return f'        rewrite "(?:{match})(?<ondas_rest>.*)$" {svc}$ondas_rest break;'
+    if svc == "/":
+        return ""
+    return f'        rewrite "^(.*)$" {svc.rstrip("/")}$1 break;'
+
+
+def _zone(route: Route) -> str:
+    return "ondas_rl_" + _ident(route.name)
+
+
+def _limited_location(route: Route) -> str:
+    rl = route.rate_limit
+    assert rl is not None
+    retry = math.ceil(rl.seconds / rl.limit)
+    body = _json_literal({"error": "rate_limited", "message": rl.error_message})
+    return f"""    location @ondas_limited_{_ident(route.name)} {{
+        default_type application/json;
+        add_header Retry-After {retry} always;
+        return {rl.error_code} {body};
+    }}"""
 
 
 def render_nginx(
@@ -113,19 +306,43 @@ def render_nginx(
     error_log: Path,
     access_log: Path,
     run_as_root: bool = False,
-    pdp_service: str = "auth",
+    rate_limit: int | None = None,
 ) -> str:
+    """nginx.conf for ``kong_file``. ``upstreams`` maps each service URL's host name (and the PDP's) to a local
+    ``host:port``. ``rate_limit`` replaces the limit of every rate-limiting plugin (test suites that log in
+    often set it)."""
     routes = load_routes(kong_file)
-    needed = {r.service for r in routes} | ({pdp_service} if any(r.protected for r in routes) else set())
+    if rate_limit is not None:
+        if rate_limit < 1:
+            raise KongConfigError("the rate limit override must be a positive integer")
+        routes = [replace(r, rate_limit=replace(r.rate_limit, limit=rate_limit)) if r.rate_limit else r for r in routes]
+    pdp_urls = sorted({r.pdp_url for r in routes if r.pdp_url})
+    needed = {r.host for r in routes} | {urlparse(u).hostname or "" for u in pdp_urls}
     missing = sorted(needed - set(upstreams))
     if missing:
-        raise KongConfigError(f"no local address for services {missing} named in {kong_file}")
+        raise KongConfigError(f"no local address for the hosts {missing} named in {kong_file}")
     upstream_blocks = "\n".join(
         f"    upstream {_upstream_name(name)} {{ server {upstreams[name]}; keepalive 32; }}" for name in sorted(needed)
     )
-    locations = "\n\n".join(_location(r) for r in routes)
+    zones = "\n".join(
+        f"    limit_req_zone $binary_remote_addr zone={_zone(r)}:1m "
+        f"rate={r.rate_limit.limit}r/{_WINDOWS[r.rate_limit.window][0]};"
+        for r in routes
+        if r.rate_limit
+    )
+    pdp_blocks = "\n\n".join(_pdp_block(u) for u in pdp_urls)
+    limited = "\n\n".join(_limited_location(r) for r in routes if r.rate_limit)
+    # Regex locations first (nginx tries them in order, after finding the longest prefix; a matching regex wins).
+    ordered = [r for r in routes if r.is_regex] + [r for r in routes if not r.is_regex]
+    locations = "\n\n".join(_location(r) for r in ordered)
     tmp = prefix / "tmp"
     user = "user root;\n" if run_as_root else ""
+    unauthenticated = _json_literal({"error": "unauthenticated", "message": "REASON"}).replace(
+        "REASON", "$ondas_reason"
+    )
+    forbidden = _json_literal({"error": "forbidden", "message": "REASON"}).replace("REASON", "$ondas_reason")
+    refusals = _REFUSALS.format(unauthenticated=unauthenticated, forbidden=forbidden) if pdp_urls else ""
+    no_route = _json_literal({"error": "not_found", "message": "no route of the gateway matches this path"})
     return f"""# Generated by ondasctl from {kong_file.name}; do not edit.
 {user}worker_processes 1;
 pid {prefix}/nginx.pid;
@@ -147,49 +364,63 @@ http {{
     server_tokens off;
 
     map $http_x_request_id $ondas_request_id {{ default $http_x_request_id; "" $request_id; }}
+    geo $dollar {{ default "$"; }}
+{zones}
 
 {upstream_blocks}
 
     server {{
     listen {listen};
     proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    proxy_set_header Host $http_host;
-    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    proxy_set_header X-Request-Id $ondas_request_id;
 
     location = /gateway/health {{
         default_type application/json;
         return 200 '{{"status":"ok"}}';
     }}
 
-    location = /_ondas_pdp {{
-        internal;
-        proxy_pass http://{_upstream_name(pdp_service)}/pdp/gateway;
-        proxy_pass_request_body off;
-        proxy_set_header Content-Length "";
-        proxy_set_header X-Original-Method $request_method;
-        proxy_set_header X-Original-URI $request_uri;
-        proxy_set_header Authorization $http_authorization;
-    }}
+{pdp_blocks}
 
-    location @ondas_401 {{
-        default_type application/json;
-        add_header WWW-Authenticate 'Bearer realm="ondas"' always;
-        return 401 '{{"error":"unauthenticated","message":"$ondas_reason"}}';
-    }}
+{refusals}
 
-    location @ondas_403 {{
-        default_type application/json;
-        return 403 '{{"error":"forbidden","message":"$ondas_reason"}}';
-    }}
+{limited}
 
 {locations}
 
     location / {{
         default_type application/json;
-        return 404 '{{"error":"not_found","message":"no route of the gateway matches this path"}}';
+        return 404 {no_route};
     }}
     }}
 }}
 """
+
+
+_REFUSALS = """    location @ondas_401 {{
+        default_type application/json;
+        add_header WWW-Authenticate 'Bearer realm="ondas"' always;
+        add_header X-Ondas-Reason $ondas_reason always;
+        return 401 {unauthenticated};
+    }}
+
+    location @ondas_403 {{
+        default_type application/json;
+        add_header X-Ondas-Reason $ondas_reason always;
+        return 403 {forbidden};
+    }}"""
+
+
+def _pdp_block(pdp_url: str) -> str:
+    u = urlparse(pdp_url)
+    path = u.path or "/"
+    return f"""    location = {_pdp_location(pdp_url)} {{
+        internal;
+        proxy_pass http://{_upstream_name(u.hostname or "")}{path};
+        proxy_pass_request_body off;
+        proxy_set_header Host {u.netloc};
+        proxy_set_header Connection "";
+        proxy_set_header Content-Length "";
+        proxy_set_header X-Original-Method $request_method;
+        proxy_set_header X-Original-URI $request_uri;
+        proxy_set_header Authorization $http_authorization;
+        proxy_set_header X-Request-Id $ondas_request_id;
+    }}"""
