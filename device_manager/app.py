@@ -28,7 +28,8 @@ def build_api(settings: Settings) -> Flask:
     health = Health(SERVICE)
     health.add_check("postgres", store.ping)
     key_file = settings.common.jwt_public_key_file
-    app = create_app(SERVICE, health, public_key=lambda: load_public_key(key_file))
+    # Bodies up to 16 MiB: an /import carries a whole tenant configuration.
+    app = create_app(SERVICE, health, public_key=lambda: load_public_key(key_file), max_body_bytes=16 << 20)
     app.register_blueprint(api.blueprint(DeviceManager(store)))
     app.extensions["device_manager_store"] = store
     return app

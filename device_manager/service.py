@@ -1,52 +1,92 @@
 """The business rules of the device manager. Every method takes the tenant explicitly.
 
-Each change runs in one store transaction together with the event it causes (transactional outbox), so an
-event is published if and only if its change committed.
+Each change runs in one store transaction together with the events it causes (transactional outbox), so an
+event is published if and only if its change committed. The store's transaction is bound to the tenant, so
+nothing here can reach another tenant's rows.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
-from device_manager.models import MAX_COUNT, Device, DeviceSpec, Page, PageRequest, Template, TemplateSpec
+from device_manager.models import (
+    MAX_COUNT,
+    Attr,
+    AttrSpec,
+    Device,
+    DeviceSpec,
+    Filter,
+    Meta,
+    OverrideSpec,
+    Page,
+    PageRequest,
+    Template,
+    TemplateSpec,
+)
 from ondas import topics
 from ondas.contracts import DeviceEvent
 from ondas.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from ondas.timestamps import now_ms
 
 ID_ATTEMPTS = 20
+SAMPLE = 10
 
 
 class Tx(Protocol):
-    """What the service needs from storage, inside one transaction. Every query is scoped to ``tenant``."""
+    """What the service needs from storage, inside one transaction bound to one tenant."""
 
-    def insert_template(self, tenant: str, spec: TemplateSpec, created: datetime) -> Template: ...
+    tenant: str
 
-    def get_templates(self, tenant: str, ids: list[int]) -> dict[int, Template]: ...
+    def allocate_ids(self, name: str, n: int) -> list[int]: ...
 
-    def list_templates(self, tenant: str, page: PageRequest) -> tuple[list[Template], int]: ...
+    def raise_ids(self, name: str, floor: int) -> None: ...
 
-    def insert_device(self, tenant: str, device: Device) -> bool:
-        """False (and nothing written) when the tenant already has a device with this id."""
+    def insert_templates(self, templates: list[Template]) -> None: ...
+
+    def update_template(self, old: Template, new: Template) -> None: ...
+
+    def delete_templates(self, ids: list[int]) -> None: ...
+
+    def get_templates(self, ids: list[int], lock: Literal["share", "update"] | None = None) -> dict[int, Template]: ...
+
+    def list_templates(self, f: Filter, page: PageRequest | None) -> tuple[list[Template], int]: ...
+
+    def template_users(self, template_ids: list[int], sample: int = SAMPLE) -> tuple[int, list[str]]: ...
+
+    def device_ids_using(self, template_id: int) -> list[str]: ...
+
+    def label_clashes(self, template_id: int, labels: list[str]) -> list[tuple[str, int, str, int]]: ...
+
+    def insert_devices(self, devices: list[Device]) -> set[str]:
+        """Insert the devices whose id is free; returns the taken ids (those devices are not inserted)."""
         ...
 
-    def get_device(self, tenant: str, device_id: str) -> Device | None: ...
+    def update_device(self, device: Device) -> None: ...
 
-    def list_devices(self, tenant: str, page: PageRequest | None) -> tuple[list[Device], int]: ...
+    def get_device(self, device_id: str, lock: bool = False) -> Device | None: ...
 
-    def delete_device(self, tenant: str, device_id: str) -> bool: ...
+    def get_devices(self, ids: list[str]) -> list[Device]: ...
 
-    def add_event(self, tenant: str, topic: str, key: str, payload: bytes) -> None:
-        """Queue a message for the outbox relay; it is published only if this transaction commits."""
+    def list_devices(self, f: Filter, page: PageRequest | None) -> tuple[list[Device], int]: ...
+
+    def list_device_ids(self, f: Filter, page: PageRequest | None) -> list[str]: ...
+
+    def count_devices(self, f: Filter) -> int: ...
+
+    def delete_devices(self, ids: list[str] | None) -> list[str]: ...
+
+    def add_events(self, topic: str, events: list[tuple[str, bytes]]) -> None:
+        """Queue (key, payload) messages for the outbox relay; published only if this transaction commits."""
         ...
 
 
 class Store(Protocol):
-    def transaction(self) -> AbstractContextManager[Tx]: ...
+    def transaction(self, tenant: str) -> AbstractContextManager[Tx]: ...
 
 
 class NotConfigurable(Forbidden):
@@ -61,6 +101,14 @@ class NotConfigurable(Forbidden):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "status": "some of the attributes are not configurable", "attrs": self.attrs}
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """A tenant's configuration as export writes it and import reads it."""
+
+    templates: list[Template]
+    devices: list[Device]
 
 
 def _utcnow() -> datetime:
@@ -84,22 +132,84 @@ class DeviceManager:
         self._clock_ms = clock_ms
         self._new_id = new_id
 
+    def now(self) -> datetime:
+        return self._clock()
+
+    # -- events --------------------------------------------------------------------------------------------
+    @staticmethod
+    def _emit(tx: Tx, kind: str, devices: Iterable[Device]) -> None:
+        tenant = tx.tenant
+        make = DeviceEvent.created if kind == "create" else DeviceEvent.updated
+        tx.add_events(topics.device_events(tenant), [(d.id, make(tenant, d.to_dict()).to_bytes()) for d in devices])
+
+    @staticmethod
+    def _emit_removed(tx: Tx, ids: Iterable[str]) -> None:
+        tenant = tx.tenant
+        tx.add_events(topics.device_events(tenant), [(i, DeviceEvent.removed(tenant, i).to_bytes()) for i in ids])
+
     # -- templates -----------------------------------------------------------------------------------------
     def create_template(self, tenant: str, spec: TemplateSpec) -> Template:
-        with self._store.transaction() as tx:
-            return tx.insert_template(tenant, spec, self._clock())
+        with self._store.transaction(tenant) as tx:
+            (tid,) = tx.allocate_ids("template", 1)
+            template = _build_template(tx, tid, spec, self._clock(), None)
+            tx.insert_templates([template])
+            return template
 
     def get_template(self, tenant: str, template_id: int) -> Template:
-        with self._store.transaction() as tx:
-            found = tx.get_templates(tenant, [template_id])
+        with self._store.transaction(tenant) as tx:
+            found = tx.get_templates([template_id])
         if template_id not in found:
             raise NotFound(f"No such template: {template_id}")
         return found[template_id]
 
-    def list_templates(self, tenant: str, page: PageRequest) -> Page:
-        with self._store.transaction() as tx:
-            items, total = tx.list_templates(tenant, page)
+    def list_templates(self, tenant: str, f: Filter, page: PageRequest) -> Page:
+        with self._store.transaction(tenant) as tx:
+            items, total = tx.list_templates(f, page)
         return Page(items, page.page, page.page_size, total)
+
+    def update_template(self, tenant: str, template_id: int, spec: TemplateSpec) -> tuple[Template, list[str]]:
+        """Replace a template's label and attributes; every device built from it gets an ``update`` event.
+        Refused, changing nothing, when a device would end up with two attributes of one label."""
+        with self._store.transaction(tenant) as tx:
+            old = tx.get_templates([template_id], lock="update").get(template_id)
+            if old is None:
+                raise NotFound(f"No such template: {template_id}")
+            clashes = tx.label_clashes(template_id, [a.label for a in spec.attrs])
+            if clashes:
+                label, other, device, n = clashes[0]
+                raise Invalid(
+                    f"a device can not have repeated attributes: attribute {label!r} would be in templates "
+                    f"{template_id} and {other} of {n} device(s) (e.g. {device}); the template was not changed",
+                    label=label,
+                    templates=[template_id, other],
+                    devices=n,
+                )
+            now = self._clock()
+            new = _build_template(tx, template_id, spec, old.created, now, old)
+            tx.update_template(old, new)
+            affected = tx.device_ids_using(template_id)
+            for start in range(0, len(affected), 2000):
+                self._emit(tx, "update", tx.get_devices(affected[start : start + 2000]))
+            return new, affected
+
+    def delete_template(self, tenant: str, template_id: int) -> Template:
+        with self._store.transaction(tenant) as tx:
+            found = tx.get_templates([template_id], lock="update")
+            if template_id not in found:
+                raise NotFound(f"No such template: {template_id}")
+            _refuse_in_use(tx, [template_id], f"Template {template_id} cannot be removed")
+            tx.delete_templates([template_id])
+            return found[template_id]
+
+    def delete_all_templates(self, tenant: str) -> list[Template]:
+        with self._store.transaction(tenant) as tx:
+            templates, _ = tx.list_templates(Filter(), None)
+            ids = [t.id for t in templates]
+            if ids:
+                tx.get_templates(ids, lock="update")
+                _refuse_in_use(tx, ids, "Templates cannot be removed")
+                tx.delete_templates(ids)
+            return templates
 
     # -- devices -------------------------------------------------------------------------------------------
     def create_devices(self, tenant: str, spec: DeviceSpec, count: int = 1) -> list[Device]:
@@ -107,66 +217,134 @@ class DeviceManager:
             raise Invalid(f"count must be between 1 and {MAX_COUNT}")
         if spec.id is not None and count > 1:
             raise Invalid("a device id can only be given when creating a single device")
-        topic = topics.device_events(tenant)
-        created: list[Device] = []
-        with self._store.transaction() as tx:
-            found = tx.get_templates(tenant, list(spec.templates))
-            missing = [str(t) for t in spec.templates if t not in found]
-            if missing:
-                raise Invalid(f"No such template: {', '.join(missing)}", templates=missing)
-            templates = tuple(found[t] for t in spec.templates)
-            _check_unique_attrs(templates)
+        with self._store.transaction(tenant) as tx:
+            templates = _templates_of(tx, spec.templates)
+            overrides = resolve_overrides(templates, spec.overrides or ())
             now = self._clock()
-            for i in range(count):
-                label = f"{spec.label}_{i}" if count > 1 else spec.label
-                device = self._insert(tx, tenant, spec.id, label, templates, now)
-                tx.add_event(tenant, topic, device.id, DeviceEvent.created(tenant, device.to_dict()).to_bytes())
-                created.append(device)
+            labels = [f"{spec.label}_{i}" for i in range(count)] if count > 1 else [spec.label]
+            if spec.id is not None:
+                device = Device(spec.id, labels[0], now, templates, overrides)
+                if tx.insert_devices([device]):
+                    raise Conflict(f"a device with id {spec.id} already exists", id=spec.id)
+                created = [device]
+            else:
+                created = self._insert_with_new_ids(tx, labels, templates, overrides, now)
+            self._emit(tx, "create", created)
         return created
 
-    def _insert(
-        self, tx: Tx, tenant: str, wanted: str | None, label: str, templates: tuple[Template, ...], now: datetime
-    ) -> Device:
-        if wanted is not None:
-            device = Device(wanted, label, now, templates)
-            if not tx.insert_device(tenant, device):
-                raise Conflict(f"a device with id {wanted} already exists", id=wanted)
-            return device
+    def _insert_with_new_ids(
+        self, tx: Tx, labels: list[str], templates: tuple[Template, ...], overrides: dict[int, Any], now: datetime
+    ) -> list[Device]:
+        wanted = {i: Device("", label, now, templates, overrides) for i, label in enumerate(labels)}
+        done: dict[int, Device] = {}
         for _ in range(ID_ATTEMPTS):
-            device = Device(self._new_id(), label, now, templates)
-            if tx.insert_device(tenant, device):
-                return device
+            batch: dict[str, int] = {}
+            for index in wanted:
+                new_id = self._new_id()
+                while new_id in batch:
+                    new_id = self._new_id()
+                batch[new_id] = index
+            devices = [replace(wanted[index], id=new_id) for new_id, index in batch.items()]
+            taken = tx.insert_devices(devices)
+            for d in devices:
+                if d.id not in taken:
+                    done[batch[d.id]] = d
+                    del wanted[batch[d.id]]
+            if not wanted:
+                return [done[i] for i in sorted(done)]
         raise Unavailable("Failed to generate unique device_id; try again")
 
     def get_device(self, tenant: str, device_id: str) -> Device:
-        with self._store.transaction() as tx:
-            device = tx.get_device(tenant, device_id)
+        with self._store.transaction(tenant) as tx:
+            device = tx.get_device(device_id)
         if device is None:
             raise NotFound(f"No such device: {device_id}")
         return device
 
-    def list_devices(self, tenant: str, page: PageRequest) -> Page:
-        with self._store.transaction() as tx:
-            items, total = tx.list_devices(tenant, page)
+    def list_devices(self, tenant: str, f: Filter, page: PageRequest) -> Page:
+        with self._store.transaction(tenant) as tx:
+            items, total = tx.list_devices(f, page)
+        return Page(items, page.page, page.page_size, total)
+
+    def list_device_ids(self, tenant: str, f: Filter, page: PageRequest) -> list[str]:
+        with self._store.transaction(tenant) as tx:
+            return tx.list_device_ids(f, page)
+
+    def devices_of_template(self, tenant: str, template_id: int, page: PageRequest) -> Page:
+        with self._store.transaction(tenant) as tx:
+            if template_id not in tx.get_templates([template_id]):
+                raise NotFound(f"No such template: {template_id}")
+            items, total = tx.list_devices(Filter(template=template_id), page)
         return Page(items, page.page, page.page_size, total)
 
     def all_devices(self, tenant: str) -> list[Device]:
-        with self._store.transaction() as tx:
-            items, _ = tx.list_devices(tenant, None)
+        with self._store.transaction(tenant) as tx:
+            items, _ = tx.list_devices(Filter(), None)
         return items
 
+    def update_device(self, tenant: str, device_id: str, spec: DeviceSpec) -> Device:
+        """Replace a device's label and templates. Overrides: replaced by the body's ``attrs`` when given,
+        otherwise kept for the attributes the device still has."""
+        if spec.id is not None and spec.id != device_id:
+            raise Invalid(f"the body's id {spec.id} is not the device's id {device_id}; ids cannot change")
+        with self._store.transaction(tenant) as tx:
+            old = _existing(tx, device_id)
+            templates = _templates_of(tx, spec.templates)
+            if spec.overrides is None:
+                keep = {a.id for t in templates for a in t.attrs} | {
+                    m.id for t in templates for a in t.attrs for m in a.metadata
+                }
+                overrides = {k: v for k, v in old.overrides.items() if k in keep}
+            else:
+                overrides = resolve_overrides(templates, spec.overrides)
+            device = Device(device_id, spec.label, old.created, templates, overrides, self._clock())
+            tx.update_device(device)
+            self._emit(tx, "update", [device])
+            return device
+
+    def add_template(self, tenant: str, device_id: str, template_id: int) -> Device:
+        with self._store.transaction(tenant) as tx:
+            old = _existing(tx, device_id)
+            if template_id in old.template_ids:
+                return old
+            templates = _templates_of(tx, (*old.template_ids, template_id))
+            device = replace(old, templates=templates, updated=self._clock())
+            tx.update_device(device)
+            self._emit(tx, "update", [device])
+            return device
+
+    def remove_template(self, tenant: str, device_id: str, template_id: int) -> Device:
+        with self._store.transaction(tenant) as tx:
+            old = _existing(tx, device_id)
+            if template_id not in old.template_ids:
+                raise NotFound(f"device {device_id} is not built from template {template_id}")
+            templates = tuple(t for t in old.templates if t.id != template_id)
+            keep = {a.id for t in templates for a in t.attrs} | {
+                m.id for t in templates for a in t.attrs for m in a.metadata
+            }
+            overrides = {k: v for k, v in old.overrides.items() if k in keep}
+            device = replace(old, templates=templates, overrides=overrides, updated=self._clock())
+            tx.update_device(device)
+            self._emit(tx, "update", [device])
+            return device
+
     def delete_device(self, tenant: str, device_id: str) -> Device:
-        with self._store.transaction() as tx:
-            device = tx.get_device(tenant, device_id)
-            if device is None or not tx.delete_device(tenant, device_id):
-                raise NotFound(f"No such device: {device_id}")
-            event = DeviceEvent.removed(tenant, device_id)
-            tx.add_event(tenant, topics.device_events(tenant), device_id, event.to_bytes())
+        with self._store.transaction(tenant) as tx:
+            device = _existing(tx, device_id)
+            tx.delete_devices([device_id])
+            self._emit_removed(tx, [device_id])
         return device
 
+    def delete_all_devices(self, tenant: str) -> list[Device]:
+        with self._store.transaction(tenant) as tx:
+            devices, _ = tx.list_devices(Filter(), None)
+            tx.delete_devices(None)
+            self._emit_removed(tx, [d.id for d in devices])
+        return devices
+
     def actuate(self, tenant: str, device_id: str, attrs: dict[str, Any]) -> None:
-        with self._store.transaction() as tx:
-            device = tx.get_device(tenant, device_id)
+        with self._store.transaction(tenant) as tx:
+            device = tx.get_device(device_id)
             if device is None:
                 raise NotFound(f"No such device: {device_id}")
             actuators = device.actuators()
@@ -174,15 +352,158 @@ class DeviceManager:
             if offending:
                 raise NotConfigurable(offending)
             event = DeviceEvent.configure(tenant, device_id, attrs, self._clock_ms())
-            tx.add_event(tenant, topics.device_events(tenant), device_id, event.to_bytes())
+            tx.add_events(topics.device_events(tenant), [(device_id, event.to_bytes())])
+
+    # -- configuration import/export -----------------------------------------------------------------------
+    def export(self, tenant: str) -> Configuration:
+        with self._store.transaction(tenant) as tx:
+            templates, _ = tx.list_templates(Filter(), None)
+            devices, _ = tx.list_devices(Filter(), None)
+        return Configuration(templates, devices)
+
+    def import_configuration(self, tenant: str, config: Configuration) -> tuple[int, int]:
+        """Replace all of the tenant's templates and devices, in one transaction. Devices that existed only
+        before get ``remove`` events, devices in both get ``update``, new ones ``create``."""
+        with self._store.transaction(tenant) as tx:
+            before = set(tx.list_device_ids(Filter(), None))
+            after = {d.id for d in config.devices}
+            tx.delete_devices(None)
+            old_templates, _ = tx.list_templates(Filter(), None)
+            tx.delete_templates([t.id for t in old_templates])
+            tx.insert_templates(config.templates)
+            if tx.insert_devices(config.devices):
+                raise Conflict("the configuration holds a device id twice")
+            tx.raise_ids("template", max((t.id for t in config.templates), default=0))
+            attr_ids = [a.id for t in config.templates for a in t.attrs]
+            attr_ids += [m.id for t in config.templates for a in t.attrs for m in a.metadata]
+            tx.raise_ids("attr", max(attr_ids, default=0))
+            self._emit_removed(tx, sorted(before - after))
+            self._emit(tx, "update", [d for d in config.devices if d.id in before])
+            self._emit(tx, "create", [d for d in config.devices if d.id not in before])
+        return len(config.templates), len(config.devices)
 
 
-def _check_unique_attrs(templates: tuple[Template, ...]) -> None:
+# -- rules ---------------------------------------------------------------------------------------------------
+def check_unique_attrs(templates: tuple[Template, ...]) -> None:
+    """The templates of one device must not share an attribute label (400 naming the label and templates)."""
     seen: dict[str, int] = {}
     for t in templates:
         for a in t.attrs:
             if a.label in seen:
                 raise Invalid(
-                    f"a device can not have repeated attributes: {a.label!r} is in templates {seen[a.label]} and {t.id}"
+                    f"a device can not have repeated attributes: {a.label!r} is in templates "
+                    f"{seen[a.label]} and {t.id}",
+                    label=a.label,
+                    templates=[seen[a.label], t.id],
                 )
             seen[a.label] = t.id
+
+
+def _existing(tx: Tx, device_id: str) -> Device:
+    device = tx.get_device(device_id, lock=True)
+    if device is None:
+        raise NotFound(f"No such device: {device_id}")
+    return device
+
+
+def _templates_of(tx: Tx, ids: Iterable[int]) -> tuple[Template, ...]:
+    wanted = list(dict.fromkeys(ids))
+    found = tx.get_templates(wanted, lock="share")
+    missing = [str(t) for t in wanted if t not in found]
+    if missing:
+        raise Invalid(f"No such template: {', '.join(missing)}", templates=missing)
+    templates = tuple(found[t] for t in wanted)
+    check_unique_attrs(templates)
+    return templates
+
+
+def _refuse_in_use(tx: Tx, template_ids: list[int], what: str) -> None:
+    count, sample = tx.template_users(template_ids)
+    if count:
+        more = f" and {count - len(sample)} more" if count > len(sample) else ""
+        raise Invalid(
+            f"{what}: used by {count} device(s) ({', '.join(sample)}{more}); "
+            "remove those devices, or the template from them, first",
+            devices=sample,
+            device_count=count,
+        )
+
+
+def _build_template(
+    tx: Tx, tid: int, spec: TemplateSpec, created: datetime, updated: datetime | None, old: Template | None = None
+) -> Template:
+    """The template ``spec`` describes, with ids. On an update, an attribute (or meta attribute) that carries the
+    id of one it replaces, or else has its label, keeps that id (and so the devices' overrides of it)."""
+    now = updated or created
+    needed = len(spec.attrs) + sum(len(a.metadata) for a in spec.attrs)
+    fresh = iter(tx.allocate_ids("attr", needed))
+    by_id = {a.id: a for a in old.attrs} if old else {}
+    by_label = {a.label: a for a in old.attrs} if old else {}
+    used: set[int] = set()
+    attrs: list[Attr] = []
+    for spec_attr in spec.attrs:
+        prev = _match(spec_attr.id, spec_attr.label, by_id, by_label, used)
+        attrs.append(_build_attr(tid, spec_attr, prev, fresh, now, updated))
+    return Template(tid, spec.label, created, tuple(attrs), updated)
+
+
+_T = TypeVar("_T", Attr, Meta)
+
+
+def _match(ref: int | None, label: str, by_id: dict[int, _T], by_label: dict[str, _T], used: set[int]) -> _T | None:
+    """The old (meta) attribute a new one replaces: the one with its id if given, else the one with its label."""
+    prev = by_id.get(ref) if ref is not None else None
+    if prev is None or prev.id in used:
+        prev = by_label.get(label)
+    if prev is None or prev.id in used:
+        return None
+    used.add(prev.id)
+    return prev
+
+
+def _build_attr(
+    tid: int, spec: AttrSpec, prev: Attr | None, fresh: Iterator[int], now: datetime, updated: datetime | None
+) -> Attr:
+    old_meta = prev.metadata if prev is not None else ()
+    by_id = {m.id: m for m in old_meta}
+    by_label = {m.label: m for m in old_meta}
+    used: set[int] = set()
+    metas: list[Meta] = []
+    for m in spec.metadata:
+        pm = _match(m.id, m.label, by_id, by_label, used)
+        if pm is not None:
+            metas.append(Meta(pm.id, m.label, m.type, m.value_type, pm.created, m.static_value, updated))
+        else:
+            metas.append(Meta(next(fresh), m.label, m.type, m.value_type, now, m.static_value, None))
+    if prev is None:
+        return Attr(next(fresh), tid, spec.label, spec.type, spec.value_type, now, spec.static_value, tuple(metas))
+    return Attr(
+        prev.id, tid, spec.label, spec.type, spec.value_type, prev.created, spec.static_value, tuple(metas), updated
+    )
+
+
+def resolve_overrides(templates: tuple[Template, ...], specs: Iterable[OverrideSpec]) -> dict[int, Any]:
+    """dojot's override list -> attr (or meta) id -> value. A value equal to the template's is no override."""
+    out: dict[int, Any] = {}
+    by_id = {t.id: t for t in templates}
+    for spec in specs:
+        if spec.template is not None:
+            if spec.template not in by_id:
+                raise Invalid(f"Unknown template {spec.template} in attr list (the device is not built from it)")
+            scope: list[Attr] = list(by_id[spec.template].attrs)
+        else:
+            scope = [a for t in templates for a in t.attrs]
+        attr = next(
+            (a for a in scope if (a.id == spec.ref if isinstance(spec.ref, int) else a.label == spec.ref)), None
+        )
+        if attr is None:
+            raise Invalid(f"Unknown attribute {spec.ref} in override list (not an attribute of the device's templates)")
+        if spec.static_value is not None and spec.static_value != attr.static_value:
+            out[attr.id] = spec.static_value
+        for ref, value in spec.metadata:
+            meta = next((m for m in attr.metadata if ref in (m.id, m.label)), None)
+            if meta is None:
+                raise Invalid(f"Unknown metadata attribute {ref} in override list (attribute {attr.label!r})")
+            if value is not None and value != meta.static_value:
+                out[meta.id] = value
+    return out

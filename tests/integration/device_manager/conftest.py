@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from device_manager.app import build_api, close_api
 from device_manager.settings import Settings
-from tests.integration.device_manager.helpers import RelayRunner, make_settings
+from tests.integration.device_manager.helpers import Api, RelayRunner, make_settings
 
 
 @pytest.fixture
@@ -55,3 +55,9 @@ def start_relay(settings: Settings) -> Iterator[Callable[[], RelayRunner]]:
 @pytest.fixture
 def relay(start_relay: Callable[[], RelayRunner]) -> RelayRunner:
     return start_relay()
+
+
+@pytest.fixture
+def api(client: FlaskClient, tokens: Any, unique: str) -> Api:
+    """The API as the tenant ``unique``."""
+    return Api(client, tokens.headers(unique))

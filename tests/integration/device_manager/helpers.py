@@ -101,3 +101,71 @@ def outbox_count(db_url: str) -> int:
     with psycopg.connect(db_url) as conn:
         row = conn.execute("SELECT count(*) FROM outbox").fetchone()
     return int(row[0]) if row else 0
+
+
+def consume_until(
+    bootstrap: str, topic: str, stop: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+) -> list[tuple[str, dict[str, Any]]]:
+    """Read ``topic`` from the beginning up to and including the first message for which ``stop`` holds."""
+    consumer = Consumer(
+        kafka.consumer_config(bootstrap, f"test-{uuid.uuid4().hex}", **{"auto.offset.reset": "earliest"})
+    )
+    out: list[tuple[str, dict[str, Any]]] = []
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                assert err.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART), err.str()
+                continue
+            key = msg.key()
+            value = json.loads(msg.value() or b"null")
+            out.append((key.decode() if key else "", value))
+            if stop(value):
+                return out
+    finally:
+        consumer.close()
+    raise AssertionError(f"the awaited message did not arrive on {topic}; got {out}")
+
+
+class Api:
+    """The app's test client with one tenant's token; each call checks the status and returns the JSON body."""
+
+    def __init__(self, client: Any, headers: dict[str, str]) -> None:
+        self.client = client
+        self.headers = headers
+
+    def call(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+        kwargs: dict[str, Any] = {"headers": self.headers}
+        if body is not None:
+            kwargs["json"] = body
+        resp = self.client.open(path, method=method, **kwargs)
+        assert resp.status_code == status, (method, path, resp.status_code, resp.get_json())
+        return resp.get_json()
+
+    def get(self, path: str, status: int = 200) -> Any:
+        return self.call("GET", path, status=status)
+
+    def post(self, path: str, body: Any, status: int = 200) -> Any:
+        return self.call("POST", path, body, status)
+
+    def put(self, path: str, body: Any = None, status: int = 200) -> Any:
+        return self.call("PUT", path, body, status)
+
+    def delete(self, path: str, status: int = 200) -> Any:
+        return self.call("DELETE", path, status=status)
+
+    def template(self, label: str, *attrs: dict[str, Any]) -> dict[str, Any]:
+        return self.post("/template", {"label": label, "attrs": list(attrs)})["template"]  # type: ignore[no-any-return]
+
+    def device(self, label: str, templates: list[int], **extra: Any) -> str:
+        body = {"label": label, "templates": templates, **extra}
+        return str(self.post("/device", body)["devices"][0]["id"])
+
+
+def attr(label: str, kind: str = "dynamic", value_type: str = "float", **extra: Any) -> dict[str, Any]:
+    return {"label": label, "type": kind, "value_type": value_type, **extra}

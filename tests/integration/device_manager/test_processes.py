@@ -15,15 +15,9 @@ import requests
 from ondas import topics
 from ondasctl.ports import free_port
 from tests.integration.device_manager.helpers import consume, wait_for
+from tests.waiting import http_ok
 
 pytestmark = pytest.mark.integration
-
-
-def _ready(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 @pytest.fixture
@@ -51,7 +45,7 @@ def processes(
     urls = {"api": f"http://127.0.0.1:{api_port}", "relay": f"http://127.0.0.1:{relay_port}"}
     try:
         for name, base in urls.items():
-            wait_for(lambda base=base: _ready(f"{base}/health/ready"), timeout=30, what=f"{name} to be ready")
+            wait_for(lambda base=base: http_ok(f"{base}/health/ready"), timeout=30, what=f"{name} to be ready")
         yield urls
     finally:
         for p in procs:

@@ -12,12 +12,18 @@ from device_manager.models import (
     AttrSpec,
     Device,
     DeviceSpec,
+    Filter,
+    Meta,
+    MetaSpec,
+    OverrideSpec,
     Page,
     PageRequest,
     Template,
     TemplateSpec,
     iso,
     parse_actuation,
+    parse_attr_format,
+    parse_bool,
     template_id,
 )
 from ondas.errors import Invalid
@@ -97,10 +103,22 @@ def test_template_spec_rejects(body: dict[str, Any], fragment: str) -> None:
     [
         ({"label": "d", "templates": ["1"]}, DeviceSpec("d", (1,))),
         ({"label": "d", "templates": [1, 2, 1]}, DeviceSpec("d", (1, 2))),
-        ({"label": "d", "templates": [], "attrs": []}, DeviceSpec("d", ())),
+        ({"label": "d", "templates": [], "attrs": []}, DeviceSpec("d", (), overrides=())),
+        (
+            {"label": "d", "templates": [1], "attrs": {"1": [{"id": 2, "static_value": "x"}]}},
+            DeviceSpec("d", (1,), overrides=(OverrideSpec(2, 1, "x"),)),
+        ),
+        (
+            {
+                "label": "d",
+                "templates": [1],
+                "attrs": [{"label": "serial", "static_value": 7, "metadata": [{"id": 9}]}],
+            },
+            DeviceSpec("d", (1,), overrides=(OverrideSpec("serial", None, 7, ((9, None),)),)),
+        ),
         ({"label": "d", "templates": [1], "id": "68FD31"}, DeviceSpec("d", (1,), "68fd31")),
     ],
-    ids=["string-id", "int-ids-deduplicated", "empty-overrides", "explicit-id"],
+    ids=["string-id", "int-ids-deduplicated", "empty-overrides", "dojot-overrides", "list-overrides", "explicit-id"],
 )
 def test_device_spec_parses(body: dict[str, Any], expected: DeviceSpec) -> None:
     assert DeviceSpec.parse(body) == expected
@@ -114,11 +132,26 @@ def test_device_spec_parses(body: dict[str, Any], expected: DeviceSpec) -> None:
         ({"label": "d", "templates": "1"}, "templates is required"),
         ({"label": "d", "templates": [True]}, "template ids"),
         ({"label": "d", "templates": [0]}, "template ids"),
-        ({"label": "d", "templates": [1], "attrs": [{"id": 1, "static_value": "x"}]}, "not supported"),
+        ({"label": "d", "templates": [1], "attrs": "x"}, "attrs must map template ids"),
+        ({"label": "d", "templates": [1], "attrs": {"one": []}}, "Unknown template 'one' in attr list"),
+        ({"label": "d", "templates": [1], "attrs": {"1": [{"static_value": "x"}]}}, "by id (or label)"),
+        ({"label": "d", "templates": [1], "attrs": {"1": [{"id": "x"}]}}, "Unknown attribute 'x'"),
         ({"label": "d", "templates": [1], "id": "g1"}, "hexadecimal"),
         ({"label": "d", "templates": [1], "id": "1234567"}, "hexadecimal"),
     ],
-    ids=["no-label", "no-templates", "templates-not-list", "bool-id", "zero-id", "overrides", "bad-hex", "too-long"],
+    ids=[
+        "no-label",
+        "no-templates",
+        "templates-not-list",
+        "bool-id",
+        "zero-id",
+        "overrides-not-object",
+        "overrides-bad-template",
+        "override-without-ref",
+        "override-bad-id",
+        "bad-hex",
+        "too-long",
+    ],
 )
 def test_device_spec_rejects(body: dict[str, Any], fragment: str) -> None:
     with pytest.raises(Invalid) as err:
@@ -188,7 +221,131 @@ def test_device_shape_follows_dojot() -> None:
     assert shape["templates"] == [1]
     assert list(shape["attrs"]) == ["1"]
     assert [a["label"] for a in shape["attrs"]["1"]] == ["temperature", "fan", "protocol"]
+    assert [a["is_static_overridden"] for a in shape["attrs"]["1"]] == [False, False, False]
     assert device.actuators() == {"fan"}
+
+
+def test_device_overrides_and_metadata_render() -> None:
+    unit = Meta(4, "unit", "meta", "string", T0, "C")
+    serial = Attr(5, 1, "serial", "static", "string", T0, "none", (unit,))
+    template = Template(1, "t", T0, (serial,))
+    shape = Device("0998", "d", T0, (template,), {5: "sn-1", 4: "K"}).to_dict()
+    [attr] = shape["attrs"]["1"]
+    assert attr["static_value"] == "sn-1" and attr["is_static_overridden"] is True
+    assert attr["metadata"] == [
+        {
+            "id": 4,
+            "label": "unit",
+            "type": "meta",
+            "value_type": "string",
+            "created": "2018-01-25T12:30:42.164695+00:00",
+            "static_value": "K",
+            "is_static_overridden": True,
+        }
+    ]
+    # the template itself is unchanged, and has no device-only keys
+    assert template.to_dict()["attrs"][0]["static_value"] == "none"
+    assert "is_static_overridden" not in template.to_dict()["attrs"][0]
+    assert "is_static_overridden" not in template.to_dict()["attrs"][0]["metadata"][0]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "keys"),
+    [
+        ("both", {"attrs", "data_attrs", "config_attrs"}),
+        ("single", {"attrs"}),
+        ("split", {"data_attrs", "config_attrs"}),
+    ],
+    ids=["both", "single", "split"],
+)
+def test_attr_format(fmt: str, keys: set[str]) -> None:
+    shape = _thermometer().to_dict(parse_attr_format(fmt))
+    assert set(shape) - {"id", "label", "created"} == keys
+
+
+def test_attr_format_rejects() -> None:
+    assert parse_attr_format(None) == "both"
+    with pytest.raises(Invalid) as err:
+        parse_attr_format("all")
+    assert "single" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, Filter()),
+        ({"label": "kit", "attrs": ["serial=a=b", "x="]}, Filter("kit", (("serial", "a=b"), ("x", "")))),
+        ({"template": "3", "attr_type": "geo:point"}, Filter(template=3, attr_type="geo:point")),
+        ({"sort_by": "label"}, Filter(sort="label")),
+        ({"sort_by": "desc:created"}, Filter(sort="created", descending=True)),
+        ({"sort_by": "asc:id"}, Filter(sort="id")),
+    ],
+    ids=["nothing", "label-and-attrs", "template-and-type", "sort", "sort-desc", "sort-asc"],
+)
+def test_filter_parses(kwargs: dict[str, Any], expected: Filter) -> None:
+    args: dict[str, Any] = {"label": None, "attrs": [], "attr_type": None, "template": None, "sort_by": None}
+    assert Filter.parse(**{**args, **kwargs}) == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"attrs": ["serial"]}, "attr must be"),
+        ({"attrs": ["=x"]}, "attr must be"),
+        ({"template": "x"}, "template must be"),
+        ({"sort_by": "color"}, "sortBy must be"),
+        ({"sort_by": "up:label"}, "sortBy must be"),
+    ],
+    ids=["attr-no-equals", "attr-no-label", "template-not-id", "sort-unknown", "sort-bad-direction"],
+)
+def test_filter_rejects(kwargs: dict[str, Any], fragment: str) -> None:
+    args: dict[str, Any] = {"label": None, "attrs": [], "attr_type": None, "template": None, "sort_by": None}
+    with pytest.raises(Invalid) as err:
+        Filter.parse(**{**args, **kwargs})
+    assert fragment in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(None, False), ("", False), ("true", True), ("True", True), ("1", True), ("false", False)],
+    ids=["absent", "empty", "true", "capital", "one", "false"],
+)
+def test_parse_bool(raw: str | None, expected: bool) -> None:
+    assert parse_bool(raw, "idsOnly") is expected
+
+
+def test_parse_bool_rejects() -> None:
+    with pytest.raises(Invalid) as err:
+        parse_bool("maybe", "idsOnly")
+    assert "idsOnly" in err.value.message
+
+
+def test_template_metadata_parses() -> None:
+    spec = TemplateSpec.parse(
+        {
+            "label": "t",
+            "attrs": [
+                {
+                    "label": "temperature",
+                    "type": "dynamic",
+                    "value_type": "float",
+                    "metadata": [{"label": "unit", "value_type": "string", "static_value": "C"}],
+                }
+            ],
+        }
+    )
+    assert spec.attrs[0].metadata == (MetaSpec("unit", "meta", "string", "C"),)
+
+
+def test_split_attrs_are_accepted() -> None:
+    spec = TemplateSpec.parse(
+        {
+            "label": "t",
+            "data_attrs": [{"label": "a", "type": "dynamic", "value_type": "float"}],
+            "config_attrs": [{"label": "p", "type": "meta", "value_type": "string"}],
+        }
+    )
+    assert [a.label for a in spec.attrs] == ["a", "p"]
 
 
 def test_iso_renders_utc_with_microseconds() -> None:
@@ -198,10 +355,10 @@ def test_iso_renders_utc_with_microseconds() -> None:
 @pytest.mark.parametrize(
     ("page", "size", "total", "expected"),
     [
-        (1, 20, 0, {"page": 1, "total": 0, "has_next": False, "next_page": None}),
-        (1, 20, 1, {"page": 1, "total": 1, "has_next": False, "next_page": None}),
-        (1, 2, 3, {"page": 1, "total": 2, "has_next": True, "next_page": 2}),
-        (2, 2, 4, {"page": 2, "total": 2, "has_next": False, "next_page": None}),
+        (1, 20, 0, {"page": 1, "total": 0, "has_next": False, "next_page": None, "total_items": 0}),
+        (1, 20, 1, {"page": 1, "total": 1, "has_next": False, "next_page": None, "total_items": 1}),
+        (1, 2, 3, {"page": 1, "total": 2, "has_next": True, "next_page": 2, "total_items": 3}),
+        (2, 2, 4, {"page": 2, "total": 2, "has_next": False, "next_page": None, "total_items": 4}),
     ],
     ids=["empty", "one", "first-of-two", "last"],
 )
