@@ -6,7 +6,8 @@ from collections.abc import Iterable
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from history.models import HistoryQuery
+from history.csv_render import to_csv
+from history.models import SHAPE_DOJOT, SHAPES, Entry, HistoryQuery
 from history.service import HistoryService
 from ondas.errors import Invalid
 from ondas.timestamps import parse_timestamp
@@ -45,8 +46,12 @@ def parse_query() -> HistoryQuery:
     first_n = int_arg("firstN", minimum=1)
     if last_n is not None and first_n is not None:
         raise Invalid("use either lastN or firstN, not both")
+    shape = request.args.get("shape", SHAPE_DOJOT) or SHAPE_DOJOT
+    if shape not in SHAPES:
+        raise Invalid(f"query parameter shape must be one of {', '.join(SHAPES)}, got {shape!r}")
     query = HistoryQuery(
         attrs=parse_attrs(request.args.getlist("attr")),
+        shape=shape,
         last_n=last_n,
         first_n=first_n,
         h_limit=int_arg("hLimit", minimum=1),
@@ -58,9 +63,33 @@ def parse_query() -> HistoryQuery:
     return query
 
 
+def wants_csv() -> bool:
+    """``Accept: text/csv`` (preferred over JSON) asks for CSV; anything else, or no Accept, gets JSON."""
+    best = request.accept_mimetypes.best_match(["application/json", "text/csv"], default="application/json")
+    return best == "text/csv" and request.accept_mimetypes["text/csv"] > request.accept_mimetypes["application/json"]
+
+
+def _service() -> HistoryService:
+    service: HistoryService = current_app.extensions["history_service"]
+    return service
+
+
 @bp.get("/device/<device_id>/history")
 def device_history(device_id: str) -> Response:
     tenant = principal().tenant
     query = parse_query()
-    service: HistoryService = current_app.extensions["history_service"]
-    return jsonify(service.history(tenant, device_id, query))
+    if wants_csv():
+        found = _service().entries(tenant, device_id, query)
+        rows: list[Entry] = found if isinstance(found, list) else [e for es in found.values() for e in es]
+        return Response(to_csv(rows), content_type="text/csv; charset=utf-8")
+    return jsonify(_service().history(tenant, device_id, query))
+
+
+@bp.get("/device/<device_id>/latest")
+def device_latest(device_id: str) -> Response:
+    """The newest value of each attribute, keyed by attribute (the entries are history's)."""
+    tenant = principal().tenant
+    latest = _service().latest(tenant, device_id, parse_attrs(request.args.getlist("attr")))
+    if wants_csv():
+        return Response(to_csv(latest.values()), content_type="text/csv; charset=utf-8")
+    return jsonify({attr: e.to_json() for attr, e in latest.items()})

@@ -8,12 +8,19 @@ from typing import Any
 from ondas.errors import NotFound
 from ondas.timestamps import to_iso
 
+#: Response shapes: dojot's (a list for one attribute, an object for several; 404 when there is no data) and
+#: the consistent one (always an object keyed by attribute, empty lists or an empty object when there is no data).
+SHAPE_DOJOT = "dojot"
+SHAPE_CONSISTENT = "consistent"
+SHAPES = (SHAPE_DOJOT, SHAPE_CONSISTENT)
+
 
 @dataclass(frozen=True)
 class HistoryQuery:
     """``attrs`` empty means every attribute of the device. Times are epoch ms, both ends inclusive."""
 
     attrs: tuple[str, ...] = ()
+    shape: str = SHAPE_DOJOT
     last_n: int | None = None
     first_n: int | None = None
     h_limit: int | None = None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from history.models import AttrNotFound, DeviceNotFound, Entry, HistoryQuery
+from history.models import SHAPE_CONSISTENT, AttrNotFound, DeviceNotFound, Entry, HistoryQuery
 
 Json = list[dict[str, Any]] | dict[str, list[dict[str, Any]]]
+Grouped = list[Entry] | dict[str, list[Entry]]
 
 
 class HistoryStore(Protocol):
@@ -24,6 +25,8 @@ class HistoryStore(Protocol):
         limit: int,
     ) -> list[Entry]: ...
 
+    def latest(self, tenant: str, device_id: str) -> list[Entry]: ...
+
     def ping(self) -> bool: ...
 
 
@@ -33,22 +36,40 @@ class HistoryService:
         self._max = max_results
 
     def history(self, tenant: str, device_id: str, query: HistoryQuery) -> Json:
-        """One requested attribute: a list. Several or none: an object keyed by attribute."""
+        """dojot's shape: one requested attribute gives a list, several or none an object keyed by attribute,
+        and a device (or the one attribute) without any stored data is a 404. The consistent shape is always
+        the object, and no data is simply empty."""
+        found = self.entries(tenant, device_id, query)
+        if isinstance(found, list):
+            return [e.to_json() for e in found]
+        return {attr: [e.to_json() for e in entries] for attr, entries in found.items()}
+
+    def entries(self, tenant: str, device_id: str, query: HistoryQuery) -> Grouped:
+        """The entries of :meth:`history`, before rendering (JSON or CSV)."""
         known = self._store.attrs(tenant, device_id)
-        if not known:
+        consistent = query.shape == SHAPE_CONSISTENT
+        if not known and not consistent:
             raise DeviceNotFound(f"no history for device {device_id!r} yet", device_id=device_id)
-        if len(query.attrs) == 1:
+        if len(query.attrs) == 1 and not consistent:
             (attr,) = query.attrs
             if attr not in known:
                 raise AttrNotFound(
                     f"no history for attribute {attr!r} of device {device_id!r} yet", device_id=device_id, attr=attr
                 )
-            return [e.to_json() for e in self._entries(tenant, device_id, attr, query)]
+            return self._entries(tenant, device_id, attr, query)
         attrs = query.attrs or tuple(known)
-        return {
-            attr: ([e.to_json() for e in self._entries(tenant, device_id, attr, query)] if attr in known else [])
-            for attr in attrs
-        }
+        return {attr: (self._entries(tenant, device_id, attr, query) if attr in known else []) for attr in attrs}
+
+    def latest(self, tenant: str, device_id: str, attrs: tuple[str, ...] = ()) -> dict[str, Entry]:
+        """The newest value of each attribute of the device (only ``attrs`` when given), keyed by attribute;
+        404 when the device has no data at all."""
+        found = self._store.latest(tenant, device_id)
+        if not found:
+            raise DeviceNotFound(f"no data for device {device_id!r} yet", device_id=device_id)
+        by_attr = {e.attr: e for e in sorted(found, key=lambda e: e.attr)}
+        if attrs:
+            return {a: by_attr[a] for a in attrs if a in by_attr}
+        return by_attr
 
     def _entries(self, tenant: str, device_id: str, attr: str, query: HistoryQuery) -> list[Entry]:
         return self._store.entries(

@@ -7,11 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, MongoClient
+from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import ConnectionFailure
 
 from history.models import Entry
+from ondas import mongo
 from ondas.errors import Unavailable
 from ondas.tenant import tenant_database_name
 
@@ -41,28 +42,32 @@ def entry(doc: Doc) -> Entry:
 
 class MongoHistoryStore:
     def __init__(self, url: str, db_prefix: str, timeout_ms: int = 5000) -> None:
-        self._client: MongoClient[Doc] = MongoClient(
-            url, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
-        )
+        self._client = mongo.connect(url, timeout_ms)
         self._prefix = db_prefix
 
     def _db(self, tenant: str) -> Database[Doc]:
         return self._client[tenant_database_name(self._prefix, tenant)]
 
     def ping(self) -> bool:
-        try:
-            return bool(self._client.admin.command("ping").get("ok"))
-        except PyMongoError:
-            return False
+        return mongo.ping(self._client)
 
     def close(self) -> None:
         self._client.close()
 
     def attrs(self, tenant: str, device_id: str) -> list[str]:
-        """The attributes of the device that have data, sorted."""
+        """The attributes of the device that have data (readings or actuations), sorted."""
+        db = self._db(tenant)
         try:
-            docs = self._db(tenant)["latest"].find({"device_id": device_id}, {"attr": 1, "_id": 0})
-            return sorted({d["attr"] for d in docs})
+            found = {d["attr"] for d in db["latest"].find({"device_id": device_id}, {"attr": 1, "_id": 0})}
+            found |= {d["attr"] for d in db["actuated"].find({"device_id": device_id}, {"attr": 1, "_id": 0})}
+            return sorted(found)
+        except ConnectionFailure as exc:
+            raise Unavailable(f"MongoDB is unavailable: {exc}") from exc
+
+    def latest(self, tenant: str, device_id: str) -> list[Entry]:
+        """The newest reading of each attribute of the device (the persister's ``latest`` collection)."""
+        try:
+            return [entry(d) for d in self._db(tenant)["latest"].find({"device_id": device_id})]
         except ConnectionFailure as exc:
             raise Unavailable(f"MongoDB is unavailable: {exc}") from exc
 

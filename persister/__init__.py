@@ -2,6 +2,10 @@
 
 Run it with ``python -m persister``.
 
+Device events (``<tenant>.dojot.device-manager.device``): ``configure`` is stored as actuation history;
+``remove`` deletes the device's points when ``PERSISTER_ON_DEVICE_REMOVE=drop`` (default ``keep``); a tenant's
+DELETE drops its database once auth confirms the tenant is gone.
+
 Flow: the tenants come from auth (``GET /admin/tenants``) and then from ``dojot-management.dojot.tenancy``
 (:class:`ondas.tenancy.TenancyTracker`); one :class:`ondas.kafka.ConsumerLoop` (group ``persister``) follows
 ``<tenant>.device-data`` of every tenant and re-subscribes when a tenant appears or goes, without a restart.
@@ -24,6 +28,12 @@ Storage layout (the contract history reads; see :func:`ondas.tenant.tenant_datab
        metadata: {extra metadata fields of the message, e.g. protocol, payload}}
 
   with the index ``(device_id 1, attr 1, ts -1)``;
-- collection ``latest``: the newest point per (device_id, attr), ``_id`` = JSON ``[device_id, attr]``, same
-  fields as a point; a write replaces it only if its ``ts`` is newer. Index ``(device_id 1)``.
+- collection ``latest``: the newest reading per (device_id, attr), ``_id`` = JSON ``[device_id, attr]``, same
+  fields as a point; a write replaces it only if its ``ts`` is newer. Index ``(device_id 1)``. Actuations
+  (``configure`` events) are stored as points with ``metadata.event = "configure"`` but never become the latest
+  value: they are what was asked of the device, not what it reported;
+- collection ``actuated``: ``{_id: [device_id, attr], device_id, attr}`` for every attribute with actuation
+  history, so history lists those attributes too. Index ``(device_id 1)``;
+- with ``PERSISTER_DATA_TTL_SECONDS`` > 0, a TTL index ``ts_ttl`` on ``points.ts`` lets the store expire points
+  older than that (by their device timestamp); the latest values stay.
 """

@@ -7,10 +7,14 @@ import threading
 from collections.abc import Iterable
 from http.server import ThreadingHTTPServer
 
+from pymongo.errors import PyMongoError
+
+from ondas import log as ondas_log
+from ondas.errors import OndasError
 from ondas.health import Health, serve_health
 from ondas.kafka import ConsumerLoop
-from ondas.tenancy import TenancyTracker
-from ondas.topics import DEVICE_DATA, device_data
+from ondas.tenancy import TenancyTracker, fetch_tenants
+from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, device_data, device_events
 from persister.consumers import KafkaDeadLetter
 from persister.service import PersisterService
 from persister.settings import PersisterSettings
@@ -28,8 +32,12 @@ class Persister:
         # several persisters in one process give each its own, since they would otherwise share that group.
         self.settings = settings
         common = settings.common
-        self.store = MongoPointStore(settings.mongo_url, settings.db_prefix)
-        self.service = PersisterService(self.store, KafkaDeadLetter(common.kafka_bootstrap, settings.group_id))
+        self.store = MongoPointStore(settings.mongo_url, settings.db_prefix, ttl_seconds=settings.ttl_seconds)
+        self.service = PersisterService(
+            self.store,
+            KafkaDeadLetter(common.kafka_bootstrap, settings.group_id),
+            drop_removed_devices=settings.drop_removed_devices,
+        )
         self.loop = ConsumerLoop(
             name="persister",
             bootstrap=common.kafka_bootstrap,
@@ -42,7 +50,7 @@ class Persister:
             service=instance,
             auth_url=common.auth_url,
             bootstrap=common.kafka_bootstrap,
-            subjects=[DEVICE_DATA],
+            subjects=[DEVICE_DATA, DEVICE_EVENTS],
             on_change=self._on_tenants,
         )
         self.health = Health("persister")
@@ -51,11 +59,33 @@ class Persister:
         self.health.add_check("mongo", self.store.ping)
         self._running = threading.Event()
         self._http: ThreadingHTTPServer | None = None
+        self._tenants: frozenset[str] = frozenset()
 
-    def _on_tenants(self, tenants: Iterable[str]) -> None:
-        topics = [device_data(t) for t in sorted(tenants)]
-        log.info("following device-data topics", extra={"topics": topics})
+    def _on_tenants(self, tenants: frozenset[str]) -> None:
+        topics = [name for t in sorted(tenants) for name in (device_data(t), device_events(t))]
+        log.info("following device-data and device-event topics", extra={"topics": topics})
         self.loop.set_topics(topics)
+        gone, self._tenants = self._tenants - tenants, tenants
+        if gone:
+            self._drop_deleted(gone)
+
+    def _drop_deleted(self, gone: Iterable[str]) -> None:
+        """Drop the data of deleted tenants. The tenancy topic is replayed from its start, so a DELETE may be
+        followed by a later CREATE of the same name: auth's current list decides, and a tenant it still
+        has keeps its data."""
+        try:
+            current = fetch_tenants(self.settings.common.auth_url)
+        except RuntimeError:
+            log.exception("could not confirm tenant deletion with auth; their data is kept")
+            return
+        for tenant in sorted(set(gone) - current):
+            with ondas_log.bind(tenant=tenant):
+                try:
+                    self.store.drop_tenant(tenant)
+                except (OndasError, PyMongoError):
+                    log.exception("could not drop the deleted tenant's data")
+                    continue
+                log.info("deleted tenant's data dropped")
 
     def _consumer_ready(self) -> bool:
         # With no tenant there is nothing to consume, and the loop never polls; that is still ready.

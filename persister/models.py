@@ -7,9 +7,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ondas.contracts import ContractError, DeviceData
+from ondas.contracts import ContractError, DeviceData, DeviceEvent
 
-# MongoDB database names are at most 63 bytes.
+#: ``Point.source`` of a value the device sent (``device-data``) and of a value sent to the device (``configure``).
+FROM_DEVICE = "device"
+ACTUATION = "configure"
 
 
 class TenantMismatch(ContractError):
@@ -23,10 +25,16 @@ class Point:
     value: Any
     ts_ms: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = FROM_DEVICE
 
     @property
     def id(self) -> str:
-        return point_id(self.device_id, self.attr, self.ts_ms, self.value)
+        return point_id(self.device_id, self.attr, self.ts_ms, self.value, self.source)
+
+    @property
+    def is_reading(self) -> bool:
+        """A value the device reported (it may become the latest value); actuations are not readings."""
+        return self.source == FROM_DEVICE
 
 
 @dataclass(frozen=True)
@@ -37,13 +45,15 @@ class WriteResult:
     duplicates: int
 
 
-def point_id(device_id: str, attr: str, ts_ms: int, value: Any) -> str:
+def point_id(device_id: str, attr: str, ts_ms: int, value: Any, source: str = FROM_DEVICE) -> str:
     """A deterministic id: the same reading always gets the same id, so storing it twice is a no-op.
 
-    Two different values of one attribute at the same instant are two points (dojot kept both)."""
-    canonical = json.dumps(
-        [device_id, attr, ts_ms, value], sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    )
+    Two different values of one attribute at the same instant are two points (dojot kept both). An actuation
+    never shares an id with a reading of the same value at the same instant."""
+    key: list[Any] = [device_id, attr, ts_ms, value]
+    if source != FROM_DEVICE:
+        key.append(source)
+    canonical = json.dumps(key, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
 
 
@@ -56,3 +66,18 @@ def points_from(data: DeviceData, topic_tenant: str) -> list[Point]:
         raise TenantMismatch(f"metadata.tenant {meta.tenant!r} does not match the topic's tenant {topic_tenant!r}")
     extra = dict(meta.model_extra or {})
     return [Point(meta.deviceid, attr, value, meta.timestamp, extra) for attr, value in data.attrs.items()]
+
+
+def actuation_points(event: DeviceEvent, topic_tenant: str) -> list[Point]:
+    """The points of a ``configure`` event: what was sent to the device, at the event's ``meta.timestamp``.
+
+    They are history (``metadata.event`` = ``configure``) but never the device's latest value."""
+    if event.tenant != topic_tenant:
+        raise TenantMismatch(f"meta.service {event.tenant!r} does not match the topic's tenant {topic_tenant!r}")
+    if event.meta.timestamp is None:
+        raise ContractError("meta.timestamp: a configure event carries the instant it was sent")
+    attrs: dict[str, Any] = event.data["attrs"]
+    return [
+        Point(event.device_id, attr, value, event.meta.timestamp, {"event": ACTUATION}, ACTUATION)
+        for attr, value in attrs.items()
+    ]

@@ -1,4 +1,4 @@
-"""The persister's rules: turn a batch of device-data messages into stored points.
+"""The persister's rules: turn a batch of device-data messages and device events into stored points.
 
 A batch is handled in one pass: every message is validated first; the good ones are written (one
 ``insert_many`` per tenant); the bad ones are handed to the dead-letter port with the reason. Only when
@@ -18,8 +18,8 @@ from prometheus_client import Counter
 
 from ondas import log as ondas_log
 from ondas import topics
-from ondas.contracts import ContractError, DeviceData
-from persister.models import Point, TenantMismatch, WriteResult, points_from
+from ondas.contracts import ContractError, DeviceData, DeviceEvent
+from persister.models import Point, TenantMismatch, WriteResult, actuation_points, points_from
 
 log = logging.getLogger("persister")
 
@@ -27,6 +27,7 @@ POINTS_WRITTEN = Counter("persister_points_written_total", "Points newly stored"
 POINTS_DUPLICATE = Counter(
     "persister_points_duplicate_total", "Points already stored (redelivered or re-produced messages)", ["tenant"]
 )
+POINTS_DELETED = Counter("persister_points_deleted_total", "Points deleted with their removed device", ["tenant"])
 MESSAGES_REJECTED = Counter(
     "persister_messages_rejected_total", "Messages sent to the dead-letter topic", ["tenant", "reason"]
 )
@@ -41,6 +42,7 @@ class Incoming(Protocol):
 
 class PointStore(Protocol):
     def write(self, tenant: str, points: Sequence[Point]) -> WriteResult: ...
+    def delete_device(self, tenant: str, device_id: str) -> int: ...
     def ping(self) -> bool: ...
 
 
@@ -58,22 +60,35 @@ class Rejected:
 
 @dataclass(frozen=True)
 class Parsed:
+    """What one message asks of the store: points to write, or (``removed``) a device whose data goes."""
+
     tenant: str
     device_id: str
     points: list[Point]
+    removed: bool = False
 
 
-def parse(msg: Incoming) -> Parsed:
-    """Validate one message; raises :class:`ContractError` (or a subclass) saying what is wrong."""
+def parse(msg: Incoming) -> Parsed | None:
+    """Validate one message; ``None`` for a message the persister has nothing to do with (a device created
+    or updated). Raises :class:`ContractError` (or a subclass) saying what is wrong."""
     name = msg.topic() or ""
     try:
         t = topics.parse(name)
     except ValueError as exc:
         raise ContractError(str(exc)) from exc
-    if t.subject != topics.DEVICE_DATA:
-        raise ContractError(f"topic {name!r} is not a device-data topic")
-    data = DeviceData.parse(msg.value() or b"")
-    return Parsed(t.tenant, data.metadata.deviceid, points_from(data, t.tenant))
+    if t.subject == topics.DEVICE_DATA:
+        data = DeviceData.parse(msg.value() or b"")
+        return Parsed(t.tenant, data.metadata.deviceid, points_from(data, t.tenant))
+    if t.subject == topics.DEVICE_EVENTS:
+        event = DeviceEvent.parse(msg.value() or b"")
+        if event.event == "configure":
+            return Parsed(t.tenant, event.device_id, actuation_points(event, t.tenant))
+        if event.event == "remove":
+            if event.tenant != t.tenant:
+                raise TenantMismatch(f"meta.service {event.tenant!r} does not match the topic's tenant {t.tenant!r}")
+            return Parsed(t.tenant, event.device_id, [], removed=True)
+        return None
+    raise ContractError(f"topic {name!r} is neither a device-data nor a device-events topic")
 
 
 def _reason(exc: ContractError) -> str:
@@ -88,13 +103,20 @@ def _topic_tenant(msg: Incoming) -> str:
 
 
 class PersisterService:
-    def __init__(self, store: PointStore, dead_letter: DeadLetter) -> None:
+    """``drop_removed_devices``: when a device is removed, delete its history and latest values too (by
+    default they are kept, as dojot did)."""
+
+    def __init__(self, store: PointStore, dead_letter: DeadLetter, drop_removed_devices: bool = False) -> None:
         self._store = store
         self._dead_letter = dead_letter
+        self._drop_removed = drop_removed_devices
 
     def handle(self, batch: Sequence[Incoming]) -> None:
-        """Store the good messages of ``batch`` and dead-letter the bad ones; raise only if that failed."""
-        by_tenant: dict[str, list[Parsed]] = {}
+        """Store the good messages of ``batch`` and dead-letter the bad ones; raise only if that failed.
+
+        Points are written in one ``insert_many`` per tenant; a device removal in the batch first writes what
+        came before it, so a removed device's data never reappears from the same batch."""
+        pending: dict[str, list[Parsed]] = {}
         rejected: list[Rejected] = []
         for msg in batch:
             try:
@@ -102,15 +124,32 @@ class PersisterService:
             except ContractError as exc:
                 rejected.append(Rejected(msg, _topic_tenant(msg), _reason(exc), str(exc)))
                 continue
-            by_tenant.setdefault(parsed.tenant, []).append(parsed)
-
-        for tenant, items in by_tenant.items():
-            self.store(tenant, items)
+            if parsed is None:
+                continue
+            if parsed.removed:
+                if self._drop_removed:
+                    self._flush(pending)
+                    self.remove_device(parsed.tenant, parsed.device_id)
+                continue
+            pending.setdefault(parsed.tenant, []).append(parsed)
+        self._flush(pending)
         for r in rejected:
             with ondas_log.bind(tenant=r.tenant):
                 self._dead_letter.send(r.msg, r.detail)
                 MESSAGES_REJECTED.labels(r.tenant, r.reason).inc()
                 log.warning("message rejected", extra={"topic": r.msg.topic(), "reason": r.detail})
+
+    def _flush(self, pending: dict[str, list[Parsed]]) -> None:
+        for tenant, items in pending.items():
+            self.store(tenant, items)
+        pending.clear()
+
+    def remove_device(self, tenant: str, device_id: str) -> int:
+        with ondas_log.bind(tenant=tenant, device=device_id):
+            deleted = self._store.delete_device(tenant, device_id)
+            POINTS_DELETED.labels(tenant).inc(deleted)
+            log.info("removed device's data deleted", extra={"points": deleted})
+        return deleted
 
     def store(self, tenant: str, items: Sequence[Parsed]) -> WriteResult:
         points = [p for item in items for p in item.points]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ondas.settings import CommonSettings, env_int, env_str
+from ondas.settings import CommonSettings, env_choice, env_int, env_str
 
 DEFAULT_DB_PREFIX = "ondas_history_"
 
@@ -17,6 +17,8 @@ class PersisterSettings:
     db_prefix: str = DEFAULT_DB_PREFIX
     group_id: str = "persister"
     batch_size: int = 500
+    ttl_seconds: int = 0
+    drop_removed_devices: bool = False
 
     @classmethod
     def from_env(cls) -> PersisterSettings:
@@ -27,4 +29,6 @@ class PersisterSettings:
             db_prefix=env_str("PERSISTER_MONGO_DB_PREFIX", DEFAULT_DB_PREFIX),
             group_id=env_str("PERSISTER_KAFKA_GROUP", "persister"),
             batch_size=env_int("PERSISTER_KAFKA_BATCH_SIZE", 500),
+            ttl_seconds=env_int("PERSISTER_DATA_TTL_SECONDS", 0, minimum=0),
+            drop_removed_devices=env_choice("PERSISTER_ON_DEVICE_REMOVE", ("keep", "drop"), "keep") == "drop",
         )

@@ -13,16 +13,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, MongoClient, UpdateOne
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError, WriteConcernError
+from pymongo.errors import BulkWriteError, ConnectionFailure, WriteConcernError
 
+from ondas import mongo
 from ondas.errors import Invalid, Unavailable
 from ondas.tenant import tenant_database_name
 from persister.models import Point, WriteResult
 
 DUPLICATE_KEY = 11000
+TTL_INDEX = "ts_ttl"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Doc = dict[str, Any]
@@ -64,11 +66,15 @@ def _non_duplicate_errors(exc: BulkWriteError) -> list[dict[str, Any]]:
 
 
 class MongoPointStore:
-    def __init__(self, url: str, db_prefix: str, timeout_ms: int = 5000) -> None:
-        self._client: MongoClient[Doc] = MongoClient(
-            url, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
-        )
+    """``ttl_seconds`` > 0: points older than that (by their ``ts``) are expired by the server through a TTL
+    index on ``points.ts``; 0 keeps them forever. Changing it changes the index of every tenant it touches."""
+
+    def __init__(self, url: str, db_prefix: str, timeout_ms: int = 5000, ttl_seconds: int = 0) -> None:
+        if ttl_seconds < 0:
+            raise ValueError("ttl_seconds must be 0 (keep forever) or positive")
+        self._client = mongo.connect(url, timeout_ms)
         self._prefix = db_prefix
+        self._ttl = ttl_seconds
         self._indexed: set[str] = set()
         self._lock = threading.Lock()
 
@@ -76,10 +82,7 @@ class MongoPointStore:
         return self._client[tenant_database_name(self._prefix, tenant)]
 
     def ping(self) -> bool:
-        try:
-            return bool(self._client.admin.command("ping").get("ok"))
-        except PyMongoError:
-            return False
+        return mongo.ping(self._client)
 
     def close(self) -> None:
         self._client.close()
@@ -91,21 +94,59 @@ class MongoPointStore:
         try:
             self._ensure_indexes(tenant, db)
             inserted = self._insert(db["points"], [point_document(p) for p in points])
-            self._update_latest(db["latest"], newest_per_key(points))
+            readings = [p for p in points if p.is_reading]
+            if readings:
+                self._update_latest(db["latest"], newest_per_key(readings))
+            actuated = {(p.device_id, p.attr) for p in points if not p.is_reading}
+            if actuated:
+                self._note_actuated(db["actuated"], actuated)
         except (ConnectionFailure, WriteConcernError) as exc:
             raise Unavailable(f"MongoDB is unavailable: {exc}", tenant=tenant) from exc
         return WriteResult(inserted=inserted, duplicates=len(points) - inserted)
+
+    def delete_device(self, tenant: str, device_id: str) -> int:
+        """Delete the device's points and latest values; returns how many points went."""
+        db = self.database(tenant)
+        try:
+            deleted = db["points"].delete_many({"device_id": device_id}).deleted_count
+            db["latest"].delete_many({"device_id": device_id})
+            db["actuated"].delete_many({"device_id": device_id})
+        except (ConnectionFailure, WriteConcernError) as exc:
+            raise Unavailable(f"MongoDB is unavailable: {exc}", tenant=tenant) from exc
+        return int(deleted)
+
+    def drop_tenant(self, tenant: str) -> None:
+        """Drop the tenant's database (all its points and latest values)."""
+        try:
+            self._client.drop_database(tenant_database_name(self._prefix, tenant))
+        except (ConnectionFailure, WriteConcernError) as exc:
+            raise Unavailable(f"MongoDB is unavailable: {exc}", tenant=tenant) from exc
+        with self._lock:
+            self._indexed.discard(tenant)
 
     def _ensure_indexes(self, tenant: str, db: Database[Doc]) -> None:
         with self._lock:
             if tenant in self._indexed:
                 return
+        # Serves every history query (one device and attribute, a time window, newest or oldest first) and the
+        # deletion of a removed device's points.
         db["points"].create_index(
             [("device_id", ASCENDING), ("attr", ASCENDING), ("ts", DESCENDING)], name="device_attr_ts"
         )
         db["latest"].create_index([("device_id", ASCENDING)], name="device")
+        db["actuated"].create_index([("device_id", ASCENDING)], name="device")
+        self._ensure_ttl(db["points"])
         with self._lock:
             self._indexed.add(tenant)
+
+    def _ensure_ttl(self, points: Collection[Doc]) -> None:
+        current = points.index_information().get(TTL_INDEX)
+        if current is not None and current.get("expireAfterSeconds") == self._ttl:
+            return
+        if current is not None:
+            points.drop_index(TTL_INDEX)
+        if self._ttl > 0:
+            points.create_index([("ts", ASCENDING)], name=TTL_INDEX, expireAfterSeconds=self._ttl)
 
     @staticmethod
     def _insert(points: Collection[Doc], docs: list[Doc]) -> int:
@@ -117,6 +158,15 @@ class MongoPointStore:
                 first = refused[0]
                 raise Invalid(f"MongoDB refused a point: {first.get('errmsg')}", code=first.get("code")) from exc
             return int(exc.details.get("nInserted", 0))
+
+    @staticmethod
+    def _note_actuated(actuated: Collection[Doc], keys: set[tuple[str, str]]) -> None:
+        """Remember which attributes have actuation history, so history lists them with the readings."""
+        ops = [
+            UpdateOne({"_id": latest_id(d, a)}, {"$set": {"device_id": d, "attr": a}}, upsert=True)
+            for d, a in sorted(keys)
+        ]
+        actuated.bulk_write(ops, ordered=False)
 
     @staticmethod
     def _update_latest(latest: Collection[Doc], newest: list[Point]) -> None:

@@ -133,3 +133,64 @@ def test_token_required_and_ready(client) -> None:
     resp = client.get("/health/ready")
     assert resp.status_code == 200
     assert resp.json["checks"] == {"mongo": "ok"}
+
+
+def test_csv_from_the_store(client, tokens, tenant) -> None:
+    headers = {**tokens.headers(tenant), "Accept": "text/csv"}
+    resp = client.get("/device/3bb9/history?attr=temperature&lastN=2", headers=headers)
+    assert resp.status_code == 200
+    assert resp.text.splitlines() == [
+        '"attr","value","device_id","ts","metadata.protocol"',
+        '"temperature",24,"3bb9","2018-03-22T13:46:25.535000Z","mqtt"',
+        '"temperature",23,"3bb9","2018-03-22T13:46:24.535000Z","mqtt"',
+    ]
+    resp = client.get("/device/3bb9/history?attr=temperature&dateFrom=2030-01-01T00:00:00Z", headers=headers)
+    assert (resp.status_code, resp.text) == (200, "")
+
+
+def test_consistent_shape_from_the_store(client, tokens, tenant) -> None:
+    body = get(client, tokens, tenant, "attr=temperature&lastN=1&shape=consistent").json
+    assert [e["value"] for e in body["temperature"]] == [24]
+    assert get(client, tokens, tenant, "shape=consistent", device="nope").json == {}
+    resp = get(client, tokens, tenant, "attr=humidity&shape=consistent")
+    assert (resp.status_code, resp.json) == (200, {"humidity": []})
+
+
+def test_latest_from_the_store(client, tokens, tenant, writer) -> None:
+    writer.write(tenant, [Point("3bb9", "temperature", 99, T0 - 1000)])  # older: not the latest
+    resp = client.get("/device/3bb9/latest", headers=tokens.headers(tenant))
+    assert resp.status_code == 200
+    assert resp.json == {
+        "pressure": {"device_id": "3bb9", "ts": "2018-03-22T13:46:23.535000Z", "value": 1002, "attr": "pressure"},
+        "temperature": {
+            "device_id": "3bb9",
+            "ts": "2018-03-22T13:46:25.535000Z",
+            "metadata": {"protocol": "mqtt"},
+            "value": 24,
+            "attr": "temperature",
+        },
+    }
+    other = client.get("/device/3bb9/latest", headers=tokens.headers(tenant + "_b"))
+    assert (other.status_code, other.json["title"]) == (404, "Device not found")
+
+
+@pytest.mark.parametrize(
+    ("sent", "expected"),
+    [
+        pytest.param("2018-06-05T19:15:37.452Z", "2018-06-05T19:15:37.452000Z", id="iso"),
+        pytest.param("2018-06-05T16:15:37.452-03:00", "2018-06-05T19:15:37.452000Z", id="iso-offset"),
+        pytest.param(1528226137452, "2018-06-05T19:15:37.452000Z", id="epoch-ms"),
+        pytest.param(1528226137, "2018-06-05T19:15:37.000000Z", id="epoch-s"),
+        pytest.param(1528226137.452, "2018-06-05T19:15:37.452000Z", id="epoch-s-fraction"),
+    ],
+)
+def test_device_timestamps_are_served_at_the_instant_sent(client, tokens, writer, unique, sent, expected) -> None:
+    from ondas.contracts import DeviceData
+    from persister.models import points_from
+
+    message = DeviceData.parse(
+        {"metadata": {"deviceid": "ts1", "tenant": unique, "timestamp": sent}, "attrs": {"t": 1}}
+    )
+    writer.write(unique, points_from(message, unique))
+    body = get(client, tokens, unique, "attr=t", device="ts1").json
+    assert [e["ts"] for e in body] == [expected]

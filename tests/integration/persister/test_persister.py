@@ -21,24 +21,14 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from ondas.kafka import consumer_config, ensure_topics, producer_config
 from ondas.settings import CommonSettings
 from ondas.tenant import tenant_database_name as database_name
-from ondas.topics import TENANCY_TOPIC, dead_letter, device_data
+from ondas.topics import TENANCY_TOPIC, dead_letter, device_data, device_events
 from persister.app import Persister
 from persister.settings import PersisterSettings
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 PREFIX = "ondas_history_"
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 class AuthStub:
@@ -83,9 +73,9 @@ class Running:
         self.persister.close()
 
 
-def start_persister(kafka_bootstrap: str, mongo_url: str, auth_url: str, group: str) -> Running:
+def start_persister(kafka_bootstrap: str, mongo_url: str, auth_url: str, group: str, **options: Any) -> Running:
     common = CommonSettings(kafka_bootstrap, auth_url, "unused", "INFO", "127.0.0.1")
-    settings = PersisterSettings(common=common, mongo_url=mongo_url, health_port=0, group_id=group)
+    settings = PersisterSettings(common=common, mongo_url=mongo_url, health_port=0, group_id=group, **options)
     p = Persister(settings, instance=group)
     p.start(health_port=0)
     thread = threading.Thread(target=p.run, name=f"persister-{group}", daemon=True)
@@ -131,6 +121,11 @@ def points(mongo: pymongo.MongoClient[dict[str, Any]], tenant: str, **flt: Any) 
     return list(mongo[database_name(PREFIX, tenant)]["points"].find(flt).sort("ts", 1))
 
 
+def latest_value(mongo: pymongo.MongoClient[dict[str, Any]], tenant: str, device: str, attr: str) -> Any:
+    doc = mongo[database_name(PREFIX, tenant)]["latest"].find_one({"device_id": device, "attr": attr})
+    return None if doc is None else doc["value"]
+
+
 def committed(kafka_bootstrap: str, group: str, topic: str) -> int:
     c = Consumer(consumer_config(kafka_bootstrap, group))
     try:
@@ -167,21 +162,24 @@ def test_points_land_at_the_right_instant_and_health_is_ready(running, mongo, pr
 
     db = mongo[database_name(PREFIX, tenant)]
     assert "device_attr_ts" in db["points"].index_information()
-    assert db["latest"].count_documents({}) == 3
+    # points are written before the latest values of the same batch
+    wait_for(lambda: db["latest"].count_documents({}) == 3, what="3 latest values")
 
     url = f"http://127.0.0.1:{run.persister.health_port}/health/ready"
     wait_for(lambda: requests.get(url, timeout=5).status_code == 200, what="ready")
 
 
-def test_latest_keeps_the_newest_value(running, mongo, producer) -> None:
+def test_latest_keeps_the_newest_value(running, mongo, producer, kafka_bootstrap) -> None:
     _run, _auth, tenant = running
     topic = device_data(tenant)
     producer(topic, data(tenant, "d", {"t": "new"}, 2_000_000), key="d")
     producer(topic, data(tenant, "d", {"t": "old"}, 1_000_000), key="d")
-    wait_for(lambda: len(points(mongo, tenant)) == 2, what="2 points")
-    latest = mongo[database_name(PREFIX, tenant)]["latest"].find_one({"device_id": "d", "attr": "t"})
-    assert latest is not None
-    assert latest["value"] == "new"
+    # offsets are committed only after both writes of a batch: once both messages are committed,
+    # every latest-value update has happened, and the older message did not replace the newer value
+    end = high_watermark(kafka_bootstrap, topic)
+    wait_for(lambda: committed(kafka_bootstrap, f"persister-{tenant}", topic) >= end, what="both messages committed")
+    assert len(points(mongo, tenant)) == 2
+    assert latest_value(mongo, tenant, "d", "t") == "new"
 
 
 def test_redelivery_never_duplicates(running, mongo, producer, kafka_bootstrap, mongo_url) -> None:
@@ -247,3 +245,104 @@ def test_tenant_created_at_run_time_is_stored_without_restart(running, mongo, pr
     producer(device_data(newcomer), data(newcomer, "d", {"t": 7}, 1000), key="d")
     docs = wait_for(lambda: points(mongo, newcomer), what="point of the new tenant")
     assert docs[0]["value"] == 7
+
+
+def test_actuations_are_history_but_not_the_latest_value(running, mongo, producer) -> None:
+    _run, _auth, tenant = running
+    producer(device_data(tenant), data(tenant, "fan1", {"fan": 10}, 1528226137452), key="fan1")
+    configure = {
+        "event": "configure",
+        "meta": {"service": tenant, "timestamp": 1528226138452},
+        "data": {"id": "fan1", "attrs": {"fan": 100}},
+    }
+    producer(device_events(tenant), configure, key="fan1")
+    docs = wait_for(lambda: len(points(mongo, tenant)) == 2 and points(mongo, tenant), what="2 points")
+    assert [(d["value"], d["metadata"]) for d in docs] == [(10, {}), (100, {"event": "configure"})]
+    wait_for(lambda: latest_value(mongo, tenant, "fan1", "fan") is not None, what="latest fan value")
+    assert latest_value(mongo, tenant, "fan1", "fan") == 10
+
+
+def test_removed_device_data_is_dropped_when_configured(kafka_bootstrap, mongo_url, mongo, producer, unique) -> None:
+    auth = AuthStub([unique])
+    run = start_persister(kafka_bootstrap, mongo_url, auth.url, f"persister-{unique}", drop_removed_devices=True)
+    try:
+        for device in ("gone", "kept"):
+            producer(device_data(unique), data(unique, device, {"t": 1, "h": 2}, 1000), key=device)
+        wait_for(lambda: len(points(mongo, unique)) == 4, what="4 points")
+        remove = {"event": "remove", "meta": {"service": unique}, "data": {"id": "gone"}}
+        producer(device_events(unique), remove, key="gone")
+        wait_for(lambda: not points(mongo, unique, device_id="gone"), what="removed device's points deleted")
+        db = mongo[database_name(PREFIX, unique)]
+        assert db["latest"].count_documents({"device_id": "gone"}) == 0
+        assert len(points(mongo, unique, device_id="kept")) == 2
+        wait_for(lambda: db["latest"].count_documents({"device_id": "kept"}) == 2, what="kept latest values")
+    finally:
+        run.stop()
+        auth.close()
+
+
+def test_removed_device_data_is_kept_by_default(running, mongo, producer, kafka_bootstrap) -> None:
+    _run, _auth, tenant = running
+    producer(device_data(tenant), data(tenant, "old", {"t": 1}, 1000), key="old")
+    producer(device_events(tenant), {"event": "remove", "meta": {"service": tenant}, "data": {"id": "old"}}, key="old")
+    producer(device_data(tenant), data(tenant, "marker", {"t": 1}, 1000), key="marker")
+    wait_for(lambda: committed(kafka_bootstrap, f"persister-{tenant}", device_events(tenant)) == 1, what="commit")
+    wait_for(lambda: points(mongo, tenant, device_id="marker"), what="marker")
+    assert len(points(mongo, tenant, device_id="old")) == 1
+
+
+def test_deleted_tenant_data_is_dropped_but_a_recreated_tenant_keeps_its_own(running, mongo, producer) -> None:
+    run, auth, tenant = running
+    doomed, reborn = tenant + "_x", tenant + "_y"
+    wait_for(lambda: run.persister.tracker.ready, what="tenancy consumer")
+    for t in (doomed, reborn):
+        auth.tenants.append(t)
+        producer(TENANCY_TOPIC, {"type": "CREATE", "tenant": t}, key=t)
+    wait_for(lambda: device_data(reborn) in run.persister.loop.topics, what="subscribed")
+    for t in (doomed, reborn):
+        producer(device_data(t), data(t, "d", {"t": 1}, 1000), key="d")
+    wait_for(lambda: points(mongo, doomed) and points(mongo, reborn), what="points of both tenants")
+
+    # reborn is deleted and created again before the persister hears of it: auth still lists it.
+    auth.tenants.remove(doomed)
+    for t in (doomed, reborn):
+        producer(TENANCY_TOPIC, {"type": "DELETE", "tenant": t}, key=t)
+    producer(TENANCY_TOPIC, {"type": "CREATE", "tenant": reborn}, key=reborn)
+    wait_for(lambda: database_name(PREFIX, doomed) not in mongo.list_database_names(), what="tenant dropped")
+    wait_for(lambda: device_data(reborn) in run.persister.loop.topics, what="re-subscribed")
+    assert device_data(doomed) not in run.persister.loop.topics
+    assert len(points(mongo, reborn)) == 1
+    assert points(mongo, tenant) == []  # untouched (no data, but the database name was never dropped by mistake)
+
+
+def test_points_older_than_the_ttl_expire(kafka_bootstrap, mongo_url, mongo, producer, unique) -> None:
+    auth = AuthStub([unique])
+    run = start_persister(kafka_bootstrap, mongo_url, auth.url, f"persister-{unique}", ttl_seconds=3600)
+    try:
+        now_ms = int(time.time() * 1000)
+        producer(device_data(unique), data(unique, "d", {"t": "old"}, now_ms - 7_200_000), key="d")
+        producer(device_data(unique), data(unique, "d", {"t": "new"}, now_ms), key="d")
+        wait_for(lambda: points(mongo, unique, device_id="d"), what="points written")
+        indexes = mongo[database_name(PREFIX, unique)]["points"].index_information()
+        assert indexes["ts_ttl"]["expireAfterSeconds"] == 3600
+        # The store's TTL sweep runs every second in tests (every 60 s by default, as MongoDB's).
+        docs = wait_for(lambda: [d["value"] for d in points(mongo, unique)] == ["new"], timeout=30, what="expiry")
+        assert docs
+        assert latest_value(mongo, unique, "d", "t") == "new"
+    finally:
+        run.stop()
+        auth.close()
+
+
+def test_changing_the_ttl_changes_the_index(mongo_url, mongo, unique) -> None:
+    from persister.models import Point
+    from persister.store_mongo import MongoPointStore
+
+    for ttl, expected in ((60, 60), (120, 120), (0, None)):
+        store = MongoPointStore(mongo_url, PREFIX, ttl_seconds=ttl)
+        try:
+            store.write(unique, [Point("d", "t", ttl, 1000)])
+        finally:
+            store.close()
+        info = mongo[database_name(PREFIX, unique)]["points"].index_information()
+        assert info.get("ts_ttl", {}).get("expireAfterSeconds") == expected

@@ -22,6 +22,11 @@ def test_openapi_documents_the_route_its_parameters_and_the_no_data_choice() -> 
         "hLimit",
         "dateFrom",
         "dateTo",
+        "shape",
     }
     assert {"200", "400", "401", "404"} <= set(op["responses"])
+    assert set(op["responses"]["200"]["content"]) == {"application/json", "text/csv"}
+    latest = spec["paths"]["/device/{device_id}/latest"]["get"]
+    assert {p["name"] for p in latest["parameters"]} == {"device_id", "attr"}
+    assert {"200", "401", "404"} <= set(latest["responses"])
     assert "Attr not found" in spec["components"]["schemas"]["NotFound"]["allOf"][1]["properties"]["title"]["enum"]

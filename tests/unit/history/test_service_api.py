@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from history.app import create_history_app
-from history.models import AttrNotFound, DeviceNotFound, Entry, HistoryQuery
+from history.models import SHAPE_CONSISTENT, AttrNotFound, DeviceNotFound, Entry, HistoryQuery
 from history.service import HistoryService
 from history.settings import HistorySettings
 from ondas.settings import CommonSettings
@@ -30,6 +30,13 @@ class FakeStore:
         found = [e for e in self.data.get(tenant, []) if e.device_id == device_id and e.attr == attr]
         found.sort(key=lambda e: e.ts_ms, reverse=kw["newest_first"])
         return found[: kw["limit"]]
+
+    def latest(self, tenant: str, device_id: str) -> list[Entry]:
+        newest: dict[str, Entry] = {}
+        for e in self.data.get(tenant, []):
+            if e.device_id == device_id and (e.attr not in newest or e.ts_ms > newest[e.attr].ts_ms):
+                newest[e.attr] = e
+        return list(newest.values())
 
     def ping(self) -> bool:
         return True
@@ -94,6 +101,7 @@ URL = "/device/d1/history"
         pytest.param("dateFrom=yesterday", "dateFrom must be an ISO 8601 date", id="bad-dateFrom"),
         pytest.param("dateTo=2018-02-30T00:00:00Z", "dateTo must be an ISO 8601 date", id="bad-dateTo"),
         pytest.param("dateFrom=2018-06-06T00:00:00Z&dateTo=2018-06-05T00:00:00Z", "not be later", id="from-after-to"),
+        pytest.param("shape=list", "shape must be one of dojot, consistent", id="bad-shape"),
     ],
 )
 def test_bad_parameters_are_400(client: FlaskClient, tokens: Any, query: str, fragment: str) -> None:
@@ -127,3 +135,50 @@ def test_ok(client: FlaskClient, tokens: Any) -> None:
         {"device_id": "d1", "ts": "1970-01-01T00:00:04.000000Z", "value": 24, "attr": "temperature"},
         {"device_id": "d1", "ts": "1970-01-01T00:00:03.000000Z", "value": 23, "attr": "temperature"},
     ]
+
+
+def test_consistent_shape_is_always_an_object_and_never_404() -> None:
+    svc = service()
+    one = svc.history("acme", "d1", HistoryQuery(attrs=("temperature",), last_n=1, shape=SHAPE_CONSISTENT))
+    assert one == {"temperature": [Entry("d1", "temperature", 24, 4_000).to_json()]}
+    assert svc.history("acme", "nope", HistoryQuery(shape=SHAPE_CONSISTENT)) == {}
+    assert svc.history("acme", "nope", HistoryQuery(attrs=("t",), shape=SHAPE_CONSISTENT)) == {"t": []}
+    assert svc.history("acme", "d1", HistoryQuery(attrs=("humidity",), shape=SHAPE_CONSISTENT)) == {"humidity": []}
+
+
+def test_latest_is_the_newest_value_per_attribute() -> None:
+    svc = service()
+    latest = svc.latest("acme", "d1")
+    assert {a: (e.value, e.ts_ms) for a, e in latest.items()} == {"pressure": (1013, 500), "temperature": (24, 4_000)}
+    assert list(svc.latest("acme", "d1", ("temperature", "humidity"))) == ["temperature"]
+    with pytest.raises(DeviceNotFound):
+        svc.latest("other", "d1")
+
+
+def test_csv_when_accept_asks_for_it(client: FlaskClient, tokens: Any) -> None:
+    headers = {**tokens.headers("acme"), "Accept": "text/csv"}
+    resp = client.get(f"{URL}?attr=temperature,pressure&lastN=2", headers=headers)
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert resp.text.splitlines() == [
+        '"attr","value","device_id","ts"',
+        '"temperature",24,"d1","1970-01-01T00:00:04.000000Z"',
+        '"temperature",23,"d1","1970-01-01T00:00:03.000000Z"',
+        '"pressure",1013,"d1","1970-01-01T00:00:00.500000Z"',
+    ]
+    # JSON stays the default, also for browsers that accept anything.
+    for accept in (None, "*/*", "application/json, text/csv;q=0.5"):
+        hdrs = tokens.headers("acme") | ({"Accept": accept} if accept else {})
+        assert client.get(f"{URL}?attr=temperature", headers=hdrs).headers["Content-Type"] == "application/json"
+
+
+def test_latest_route(client: FlaskClient, tokens: Any) -> None:
+    resp = client.get("/device/d1/latest", headers=tokens.headers("acme"))
+    assert resp.status_code == 200
+    assert resp.json == {
+        "pressure": {"device_id": "d1", "ts": "1970-01-01T00:00:00.500000Z", "value": 1013, "attr": "pressure"},
+        "temperature": {"device_id": "d1", "ts": "1970-01-01T00:00:04.000000Z", "value": 24, "attr": "temperature"},
+    }
+    assert list(client.get("/device/d1/latest?attr=pressure", headers=tokens.headers("acme")).json) == ["pressure"]
+    assert client.get("/device/d1/latest", headers=tokens.headers("other")).status_code == 404
+    assert client.get("/device/d1/latest").status_code == 401

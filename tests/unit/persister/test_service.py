@@ -41,6 +41,14 @@ class FakeStore:
         db.update({p.id: p for p in points})
         return WriteResult(len(new), len(points) - len(new))
 
+    def delete_device(self, tenant: str, device_id: str) -> int:
+        db = self.stored.setdefault(tenant, {})
+        gone = [k for k, p in db.items() if p.device_id == device_id]
+        for k in gone:
+            del db[k]
+        self.writes.append((tenant, -len(gone)))
+        return len(gone)
+
     def ping(self) -> bool:
         return True
 
@@ -56,6 +64,16 @@ class FakeDeadLetter:
 def msg(tenant: str, device: str, attrs: dict[str, Any], ts: object = 1528226137452, topic_tenant: str | None = None):
     body = {"metadata": {"deviceid": device, "tenant": tenant, "timestamp": ts}, "attrs": attrs}
     return FakeMessage(f"{topic_tenant or tenant}.device-data", json.dumps(body).encode())
+
+
+def event(
+    tenant: str, kind: str, data: dict[str, Any], ts: int | None = 1528226137999, topic_tenant: str | None = None
+):
+    meta: dict[str, Any] = {"service": tenant}
+    if ts is not None:
+        meta["timestamp"] = ts
+    body = {"event": kind, "meta": meta, "data": data}
+    return FakeMessage(f"{topic_tenant or tenant}.dojot.device-manager.device", json.dumps(body).encode())
 
 
 def test_good_messages_are_written_once_per_tenant() -> None:
@@ -75,7 +93,15 @@ def test_good_messages_are_written_once_per_tenant() -> None:
         pytest.param(FakeMessage("a.device-data", b'{"attrs":{}}'), "metadata", id="no-metadata"),
         pytest.param(msg("a", "d", {"t": 1}, ts="yesterday"), "timestamp", id="bad-timestamp"),
         pytest.param(msg("b", "d", {"t": 1}, topic_tenant="a"), "does not match", id="tenant-mismatch"),
-        pytest.param(FakeMessage("a.other", b"{}"), "not a device-data topic", id="wrong-subject"),
+        pytest.param(FakeMessage("a.other", b"{}"), "neither a device-data nor", id="wrong-subject"),
+        pytest.param(event("a", "configure", {"id": "d", "attrs": "x"}), "attrs", id="configure-no-attrs"),
+        pytest.param(event("a", "configure", {"id": "d", "attrs": {"f": 1}}, ts=None), "timestamp", id="no-ts"),
+        pytest.param(
+            event("b", "configure", {"id": "d", "attrs": {"f": 1}}, topic_tenant="a"),
+            "does not match",
+            id="event-tenant-mismatch",
+        ),
+        pytest.param(event("a", "explode", {"id": "d"}), "event", id="unknown-event"),
     ],
 )
 def test_a_bad_message_is_dead_lettered_and_the_good_ones_stored(bad: FakeMessage, reason: str) -> None:
@@ -109,3 +135,47 @@ def test_empty_attrs_is_accepted_and_writes_nothing_bad() -> None:
     PersisterService(store, dlq).handle([msg("a", "d1", {})])
     assert dlq.sent == []
     assert store.stored.get("a", {}) == {}
+
+
+def test_configure_events_are_stored_as_actuation_points_not_readings() -> None:
+    store, dlq = FakeStore(), FakeDeadLetter()
+    PersisterService(store, dlq).handle(
+        [
+            msg("a", "d1", {"fan": 100}, ts=1528226137999),
+            event("a", "configure", {"id": "d1", "attrs": {"fan": 100}}),
+            event("a", "create", {"id": "d2", "label": "x", "templates": [1], "attrs": {}}),
+            event("a", "update", {"id": "d2", "label": "y", "templates": [1], "attrs": {}}),
+        ]
+    )
+    assert dlq.sent == []
+    points = sorted(store.stored["a"].values(), key=lambda p: p.source)
+    assert [(p.device_id, p.attr, p.value, p.ts_ms, p.source) for p in points] == [
+        ("d1", "fan", 100, 1528226137999, "configure"),
+        ("d1", "fan", 100, 1528226137999, "device"),
+    ]
+    assert points[0].metadata == {"event": "configure"}
+    assert not points[0].is_reading
+    assert points[0].id != points[1].id
+
+
+def test_device_removal_keeps_data_by_default() -> None:
+    store, dlq = FakeStore(), FakeDeadLetter()
+    PersisterService(store, dlq).handle([msg("a", "d1", {"t": 1}), event("a", "remove", {"id": "d1"})])
+    assert len(store.stored["a"]) == 1
+    assert dlq.sent == []
+
+
+def test_device_removal_drops_data_written_before_it_in_the_batch_only() -> None:
+    store, dlq = FakeStore(), FakeDeadLetter()
+    service = PersisterService(store, dlq, drop_removed_devices=True)
+    service.handle([msg("a", "d1", {"t": 1}), msg("a", "d2", {"t": 1})])
+    service.handle(
+        [
+            msg("a", "d1", {"t": 2}, ts=1528226138000),
+            event("a", "remove", {"id": "d1"}),
+            msg("a", "d3", {"t": 3}),
+        ]
+    )
+    assert sorted(p.device_id for p in store.stored["a"].values()) == ["d2", "d3"]
+    # What came before the removal was written first, then deleted with the rest of d1's data.
+    assert store.writes[1:] == [("a", 1), ("a", -2), ("a", 1)]
