@@ -12,16 +12,20 @@ import concurrent.futures
 import logging
 import threading
 
+from agents.mqtt.api import ApiServer, build_app, run_on
 from agents.mqtt.bridge import AttrsBridge
 from agents.mqtt.broker import MqttConnection
 from agents.mqtt.cache import CacheWarmer, DeviceCache, fetch_device
 from agents.mqtt.commands import DeviceEventHandler
+from agents.mqtt.liveness import LOG_TOPIC, LivenessBridge
+from agents.mqtt.provisioning import Dynsec, DynsecError, Provisioner
 from agents.mqtt.settings import Settings
+from ondas.authn import load_public_key
 from ondas.errors import Unavailable
 from ondas.health import Health, serve_health
 from ondas.kafka import ConsumerLoop, get_producer, per_message
 from ondas.tenancy import TenancyTracker
-from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, device_events
+from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS, device_events
 
 log = logging.getLogger("agents.mqtt.app")
 
@@ -37,6 +41,7 @@ class MqttAgent:
         self.cache = DeviceCache()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mqtt: MqttConnection | None = None
+        self._provisioner: Provisioner | None = None
         self.failed = False
 
     # -- Kafka -> MQTT, called on the consumer thread ----------------------------------------------------------
@@ -51,6 +56,20 @@ class MqttAgent:
             fut.cancel()
             raise Unavailable("the MQTT publish did not complete in time", topic=topic) from exc
 
+    def remove_sync(self, username: str) -> None:
+        """Credentials mode: end a removed device's sessions and delete its credentials (consumer thread)."""
+        loop, provisioner = self._loop, self._provisioner
+        if loop is None or provisioner is None or not provisioner.ready:
+            raise Unavailable("the dynamic security plugin is not reachable yet")
+        fut = asyncio.run_coroutine_threadsafe(provisioner.remove(username), loop)
+        try:
+            fut.result(PUBLISH_TIMEOUT_S)
+        except concurrent.futures.TimeoutError as exc:
+            fut.cancel()
+            raise Unavailable("the dynamic security plugin did not answer in time") from exc
+        except DynsecError as exc:
+            raise Unavailable(f"the dynamic security plugin refused: {exc}") from exc
+
     # -- lifecycle ---------------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
@@ -62,7 +81,9 @@ class MqttAgent:
             bootstrap=s.common.kafka_bootstrap,
             group_id=CONSUMER_GROUP,
             topics=[],
-            handler=per_message(DeviceEventHandler(self.cache, self.publish_sync)),
+            handler=per_message(
+                DeviceEventHandler(self.cache, self.publish_sync, self.remove_sync if s.dynsec_port else None)
+            ),
         )
         warmer = CacheWarmer(
             self.cache,
@@ -73,7 +94,7 @@ class MqttAgent:
             service=SERVICE,
             auth_url=s.common.auth_url,
             bootstrap=s.common.kafka_bootstrap,
-            subjects=[DEVICE_DATA, DEVICE_EVENTS],
+            subjects=[DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS],
             on_change=warmer.set_tenants,
         )
         bridge = AttrsBridge(
@@ -93,8 +114,53 @@ class MqttAgent:
             receive_maximum=s.receive_maximum,
             on_attrs=bridge.handle,
         )
+        # Liveness on a connection of its own, so the broker's log never queues behind device messages.
+        live = (
+            MqttConnection(
+                host=s.broker_host,
+                port=s.broker_port,
+                username=s.broker_username,
+                password=s.broker_password,
+                client_id=f"{s.client_id}-liveness",
+                session_expiry_s=s.session_expiry_s,
+                receive_maximum=s.receive_maximum,
+                on_attrs=LivenessBridge(cache=self.cache, producer=producer).handle,
+                subscription=LOG_TOPIC,
+            )
+            if s.liveness
+            else None
+        )
+        dynsec = (
+            Dynsec(
+                host=s.broker_host,
+                port=s.dynsec_port,
+                username=s.dynsec_username,
+                password=s.dynsec_password,
+                client_id=f"{s.client_id}-dynsec",
+            )
+            if s.dynsec_port
+            else None
+        )
+        api: ApiServer | None = None
+        if dynsec is not None and s.api_port:
+            api = ApiServer(
+                build_app(
+                    SERVICE,
+                    self.health,
+                    lambda: load_public_key(s.common.jwt_public_key_file),
+                    self.cache,
+                    Provisioner(dynsec),
+                    run_on(self._loop),
+                ),
+                s.common.bind_host,
+                s.api_port,
+            )
         consumer_thread = threading.Thread(target=self._consume, args=(consumer, stop), name="device-events")
         self.health.add_check("mqtt", lambda: mqtt.connected)
+        if live is not None:
+            self.health.add_check("mqtt-liveness", lambda: live.connected)
+        if dynsec is not None:
+            self.health.add_check("dynamic-security", lambda: dynsec.connected)
         self.health.add_check("tenancy", lambda: tracker.ready)
         self.health.add_check("device-cache", lambda: warmer.warmed)
         self.health.add_check("device-events", lambda: consumer_thread.is_alive() and consumer.ready.is_set())
@@ -104,6 +170,13 @@ class MqttAgent:
             await self._until(stop, self._loop.run_in_executor(None, tracker.start))
             await self._until(stop, self._wait(lambda: warmer.warmed, stop))
             if not stop.is_set():
+                if live is not None:
+                    await self._until(stop, live.start())
+                if dynsec is not None:
+                    await self._until(stop, dynsec.start())
+                    self._provisioner = Provisioner(dynsec)
+                if api is not None:
+                    api.start()
                 await self._until(stop, mqtt.start())
                 self._mqtt = mqtt
                 log.info("MQTT agent running", extra={"tenants": sorted(tracker.tenants)})
@@ -115,6 +188,12 @@ class MqttAgent:
             if self._mqtt is not None:
                 await mqtt.stop()
             self._mqtt = None
+            if live is not None and live.connected:
+                await live.stop()
+            if api is not None:
+                api.stop()
+            if dynsec is not None and dynsec.connected:
+                await dynsec.stop()
             tracker.stop()
             warmer.stop()
             producer.flush()

@@ -19,8 +19,16 @@ from concurrent.futures import Future
 from typing import Any
 
 from agents.mqtt.cache import Device, DeviceCache
-from agents.mqtt.metrics import DROPPED, PUBLISHED, RECEIVED, UNKNOWN_TENANT
-from agents.mqtt.payload import DeviceRef, Drop, build_device_data, decode_attrs, parse_attrs_topic
+from agents.mqtt.metrics import DROPPED, PUBLISHED, RECEIVED, UNKNOWN_ATTRS, UNKNOWN_TENANT
+from agents.mqtt.payload import (
+    DeviceRef,
+    Drop,
+    attribute_types,
+    build_device_data,
+    check_attrs,
+    decode_attrs,
+    parse_attrs_topic,
+)
 from ondas.kafka import Producer
 from ondas.log import bind
 from ondas.timestamps import now_ms
@@ -63,9 +71,13 @@ class AttrsBridge:
         ref = parse_attrs_topic(topic)
         if not self._cache.has_tenant(ref.tenant):
             raise Drop("unknown_tenant", f"tenant {ref.tenant!r} is not served")
-        if self._cache.get(ref.tenant, ref.device_id) is None:
+        device = self._cache.get(ref.tenant, ref.device_id)
+        if device is None:
             raise Drop("unknown_device", f"device {ref.device_id!r} does not exist in tenant {ref.tenant!r}")
         attrs = decode_attrs(payload, self._max_bytes, self._max_depth)
+        unknown = check_attrs(attrs, attribute_types(device))
+        if unknown:
+            UNKNOWN_ATTRS.labels(ref.tenant).inc(len(unknown))
         return ref, build_device_data(ref, attrs, self._reception_time(ref)).to_bytes()
 
     def _reception_time(self, ref: DeviceRef) -> int:

@@ -3,6 +3,8 @@
 - Inbound: a shared subscription ``$share/<group>/+/attrs`` at QoS 1 with ``optimistic_acknowledgement=False``:
   gmqtt sends the PUBACK only when the ``on_message`` coroutine returns, so a device's message is acknowledged
   only after it was handled.
+- The liveness connection (a second instance, its own client id) subscribes instead to the broker's log
+  ``$SYS/broker/log/N``, not shared: every line must reach the one process that tracks connections.
 - Outbound: :meth:`MqttConnection.publish` waits for the broker's PUBACK (gmqtt has no publish future: the
   wait is built on the in-flight store that gmqtt keeps until PUBACK).
 """
@@ -14,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gmqtt import Client
+from gmqtt import Client, Subscription
 from gmqtt.storage import PersistentStorage
 
 from ondas.errors import Unavailable
@@ -25,6 +27,21 @@ SHARE_GROUP = "ondas-mqtt-agent"
 ATTRS_SUBSCRIPTION = f"$share/{SHARE_GROUP}/+/attrs"
 
 MessageHandler = Callable[[str, bytes], Awaitable[int]]
+
+
+async def connect_with_retry(client: Client, host: str, port: int, timeout: float) -> None:
+    """Connect ``client``, retrying every 0.5 s while the broker is not reachable (it may still be starting)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            await client.connect(host, port, keepalive=30)
+            return
+        except Exception as exc:  # OSError, or gmqtt's own refusal errors
+            if loop.time() > deadline:
+                raise Unavailable(f"MQTT broker {host}:{port} not reachable: {exc}") from exc
+            log.warning("MQTT broker not reachable, retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
+            await asyncio.sleep(0.5)
 
 
 class AckTrackingStorage(PersistentStorage):  # type: ignore[misc]
@@ -71,10 +88,12 @@ class MqttConnection:
         session_expiry_s: int,
         receive_maximum: int,
         on_attrs: MessageHandler,
+        subscription: str = ATTRS_SUBSCRIPTION,
     ) -> None:
         self._host = host
         self._port = port
         self._on_attrs = on_attrs
+        self._subscriptions = [subscription]
         self._store = AckTrackingStorage()
         self._client = Client(
             client_id,
@@ -100,17 +119,7 @@ class MqttConnection:
 
     async def start(self, timeout: float = 60.0) -> None:
         """Connect (retrying while the broker is not reachable) and subscribe to every device's attrs."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            try:
-                await self._client.connect(self._host, self._port, keepalive=30)
-                break
-            except Exception as exc:  # OSError, or gmqtt's own refusal errors
-                if loop.time() > deadline:
-                    raise Unavailable(f"MQTT broker {self._host}:{self._port} not reachable: {exc}") from exc
-                log.warning("MQTT broker not reachable, retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
-                await asyncio.sleep(0.5)
+        await connect_with_retry(self._client, self._host, self._port, timeout)
         await asyncio.wait_for(self._subscribed.wait(), timeout)
 
     async def stop(self, timeout: float = 10.0) -> None:
@@ -125,14 +134,14 @@ class MqttConnection:
     def _on_connect(self, client: Client, flags: int, rc: int, properties: dict[str, Any]) -> None:
         log.info("connected to the MQTT broker", extra={"session_present": bool(flags)})
         # Subscribing again is harmless when the session was kept, and needed when it was not.
-        client.subscribe(ATTRS_SUBSCRIPTION, qos=1)
+        client.subscribe([Subscription(t, qos=1) for t in self._subscriptions])
 
     def _on_subscribe(self, client: Client, mid: int, granted: tuple[int, ...], properties: Any) -> None:
         if all(code < 0x80 for code in granted):
             self._subscribed.set()
-            log.info("subscribed", extra={"subscription": ATTRS_SUBSCRIPTION, "granted": list(granted)})
+            log.info("subscribed", extra={"subscriptions": self._subscriptions, "granted": list(granted)})
         else:
-            log.error("subscription refused", extra={"subscription": ATTRS_SUBSCRIPTION, "granted": list(granted)})
+            log.error("subscription refused", extra={"subscriptions": self._subscriptions, "granted": list(granted)})
 
     def _on_disconnect(self, client: Client, packet: Any, exc: Any = None) -> None:
         self._subscribed.clear()

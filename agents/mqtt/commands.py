@@ -1,6 +1,7 @@
 """Kafka -> MQTT, and the device cache's feed: device events of every served tenant.
 
-- create / update / remove: applied to the device cache.
+- create / update / remove: applied to the device cache; in credentials mode a removed device's MQTT
+  credentials are deleted and its live sessions ended (``on_remove``) before the event is committed.
 - configure: ``data.attrs`` as JSON to ``<tenant>:<device-id>/config`` at QoS 1. The handler returns (and the
   ConsumerLoop commits the event) only after the broker acknowledged the publish; if it did not, the handler
   raises Unavailable and the loop retries (at-least-once towards the device).
@@ -28,12 +29,15 @@ log = logging.getLogger("agents.mqtt.commands")
 
 # (MQTT topic, payload) -> returns once the broker acknowledged; raises Unavailable otherwise.
 PublishSync = Callable[[str, bytes], None]
+# MQTT username of a removed device -> returns once its sessions ended and it cannot log in; raises Unavailable.
+RemoveSync = Callable[[str], None]
 
 
 class DeviceEventHandler:
-    def __init__(self, cache: DeviceCache, publish: PublishSync) -> None:
+    def __init__(self, cache: DeviceCache, publish: PublishSync, on_remove: RemoveSync | None = None) -> None:
         self._cache = cache
         self._publish = publish
+        self._on_remove = on_remove
 
     def __call__(self, msg: Message) -> None:
         tenant = parse(msg.topic() or "").tenant
@@ -46,6 +50,12 @@ class DeviceEventHandler:
             else:
                 self._cache.apply(tenant, event)
                 log.info("device cache updated", extra={"event": event.event})
+                if event.event == "remove" and self._on_remove is not None:
+                    try:
+                        ref = parse_device(f"{tenant}:{event.device_id}")
+                    except Drop:
+                        return  # an id no device could ever log in with
+                    self._on_remove(ref.username)
 
     def _configure(self, tenant: str, event: DeviceEvent) -> None:
         try:

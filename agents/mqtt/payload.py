@@ -3,6 +3,12 @@
 Topics: a device publishes on ``<tenant>:<device-id>/attrs`` and receives on ``<tenant>:<device-id>/config``
 (dojot v0.8.1, VerneMQ flavour). A payload is a UTF-8 JSON object of attribute values; an optional
 ``timestamp`` key (ISO 8601 or epoch s/ms) is when the values were gathered.
+
+Attribute policy (one rule for every agent): a value sent for one of the device's attributes must match the
+attribute's ``value_type``, or the whole message is rejected (reason ``wrong_type``: a device that sends a
+string for a float is misconfigured, and half a message would be a lie about when values were gathered).
+Keys that are none of the device's attributes are forwarded unchanged and counted (dojot forwards them too;
+consumers decide what to keep).
 """
 
 from __future__ import annotations
@@ -114,6 +120,61 @@ def decode_attrs(payload: bytes, max_bytes: int, max_depth: int) -> dict[str, An
     if _too_deep(value, max_depth):
         raise Drop("too_deep", f"nested deeper than {max_depth} levels")
     return value
+
+
+_GEO_POINT = re.compile(r"^\s*-?\d+(\.\d+)?\s*,\s*-?\d+(\.\d+)?\s*$")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+# value_type -> does a JSON value fit it. The spellings are the device manager's (dojot's and its GUI's).
+_FITS: dict[str, Any] = {
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
+    "float": _is_number,
+    "bool": lambda v: isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "string": lambda v: isinstance(v, str),
+    "geo:point": lambda v: isinstance(v, str) and bool(_GEO_POINT.match(v)),
+    "geopoint": lambda v: isinstance(v, str) and bool(_GEO_POINT.match(v)),
+    "object": lambda v: isinstance(v, dict),
+    "json": lambda v: True,
+}
+
+
+def attribute_types(device: dict[str, Any]) -> dict[str, str]:
+    """label -> value_type of a device's attributes (device manager shape: ``attrs`` by template id)."""
+    types: dict[str, str] = {}
+    groups = device.get("attrs")
+    if not isinstance(groups, dict):
+        return types
+    for attrs in groups.values():
+        for attr in attrs if isinstance(attrs, list) else ():
+            if (
+                isinstance(attr, dict)
+                and isinstance(attr.get("label"), str)
+                and isinstance(attr.get("value_type"), str)
+            ):
+                types[attr["label"]] = attr["value_type"]
+    return types
+
+
+def check_attrs(attrs: dict[str, Any], types: dict[str, str]) -> list[str]:
+    """The keys that are none of the device's attributes; raises :class:`Drop` (``wrong_type``) for a value
+    that does not fit its attribute's ``value_type``."""
+    unknown: list[str] = []
+    for key, value in attrs.items():
+        if key == TIMESTAMP_KEY:
+            continue
+        value_type = types.get(key)
+        if value_type is None:
+            unknown.append(key)
+            continue
+        fits = _FITS.get(value_type)
+        if fits is not None and not fits(value):
+            raise Drop("wrong_type", f"attribute {key!r} is {value_type}, got {type(value).__name__}")
+    return unknown
 
 
 def build_device_data(ref: DeviceRef, attrs: dict[str, Any], now_ms: int) -> DeviceData:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ondas.settings import CommonSettings, env_int, env_str
+from ondas.settings import CommonSettings, env_choice, env_int, env_str
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,15 @@ class Settings:
     device_manager_url: str
     max_payload_bytes: int
     max_depth: int
+    # Publish online/offline events from the broker's connection log. On exactly one agent process.
+    liveness: bool
+    # Credentials mode: the device listener whose dynamic security plugin keeps device passwords (0: the
+    # broker is in unsecured mode, no credentials), and its administrator.
+    dynsec_port: int
+    dynsec_username: str
+    dynsec_password: str
+    # The credentials API (0: off).
+    api_port: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -40,4 +49,9 @@ class Settings:
             device_manager_url=env_str("MQTT_AGENT_DEVICE_MANAGER_URL", "http://127.0.0.1:8011"),
             max_payload_bytes=env_int("MQTT_AGENT_MAX_PAYLOAD_BYTES", 65536),
             max_depth=env_int("MQTT_AGENT_MAX_JSON_DEPTH", 32),
+            liveness=env_choice("MQTT_AGENT_LIVENESS", ("on", "off"), "on") == "on",
+            dynsec_port=env_int("MQTT_AGENT_DYNSEC_PORT", 0, minimum=0),
+            dynsec_username=env_str("MQTT_AGENT_DYNSEC_USERNAME", "ondas-dynsec"),
+            dynsec_password=env_str("MQTT_AGENT_DYNSEC_PASSWORD", "-"),
+            api_port=env_int("MQTT_AGENT_API_PORT", 0, minimum=0),
         )

@@ -87,6 +87,18 @@ def device(device_id: str) -> dict[str, Any]:
     return {"id": device_id, "label": f"device {device_id}", "templates": [1], "attrs": {"1": []}}
 
 
+TYPED_ATTRS = {"temperature": "float", "count": "integer", "on": "bool", "name": "string", "where": "geo:point"}
+
+
+def typed_device(device_id: str) -> dict[str, Any]:
+    """A device whose template declares one attribute of each common value type."""
+    attrs = [
+        {"template_id": "2", "label": label, "value_type": vt, "type": "dynamic", "id": i}
+        for i, (label, vt) in enumerate(TYPED_ATTRS.items(), start=1)
+    ]
+    return {"id": device_id, "label": f"device {device_id}", "templates": [2], "attrs": {"2": attrs}}
+
+
 class Agent:
     def __init__(self, proc: subprocess.Popen[bytes], health_url: str, log_path: Path) -> None:
         self.proc = proc
@@ -124,12 +136,19 @@ def tenant() -> str:
 def stub(tenant: str) -> Iterator[Stub]:
     s = Stub()
     s.tenants = [tenant]
-    s.devices[tenant] = [device(d) for d in ("dev1", "dev2", "dev3")]
+    s.devices[tenant] = [device(d) for d in ("dev1", "dev2", "dev3")] + [typed_device("typed")]
     yield s
     s.close()
 
 
-def launch_agent(servers: Servers, bootstrap: str, stub: Stub, log_path: Path, client_id: str) -> Agent:
+def launch_agent(
+    servers: Servers,
+    bootstrap: str,
+    stub: Stub,
+    log_path: Path,
+    client_id: str,
+    extra_env: dict[str, str] | None = None,
+) -> Agent:
     """Start ``python -m agents.mqtt`` with its settings in the environment and wait until it is ready."""
     cfg = servers.cfg
     port = free_port()
@@ -146,6 +165,7 @@ def launch_agent(servers: Servers, bootstrap: str, stub: Stub, log_path: Path, c
         "MQTT_AGENT_BROKER_CLIENT_ID": client_id,
         "MQTT_AGENT_DEVICE_MANAGER_URL": stub.url,
         "MQTT_AGENT_MAX_PAYLOAD_BYTES": str(MAX_PAYLOAD),
+        **(extra_env or {}),
     }
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(

@@ -17,6 +17,22 @@ pytestmark = pytest.mark.integration
 DROPPED = "mqtt_agent_messages_dropped_total"
 
 
+def drop_lines(agent, tenant: str, device_id: str, reason: str) -> int:
+    """Log lines of the agent saying a message of the device was dropped for the reason."""
+    lines = []
+    for raw in agent.log_path.read_text().splitlines():
+        try:
+            lines.append(json.loads(raw))
+        except ValueError:
+            continue  # not a log record, or the line being written right now
+    return sum(
+        1
+        for line in lines
+        if line.get("msg") == "message dropped"
+        and (line.get("tenant"), line.get("device"), line.get("reason")) == (tenant, device_id, reason)
+    )
+
+
 def marker() -> str:
     return uuid.uuid4().hex
 
@@ -79,14 +95,17 @@ def test_an_unknown_tenant_is_dropped_without_a_new_label(agent, devices):
         (b'{"a": "' + b"x" * MAX_PAYLOAD + b'"}', "too_large"),
         (b'{"a":' * 40 + b"1" + b"}" * 40, "too_deep"),
         (b'{"a": 1, "timestamp": "soon"}', "bad_timestamp"),
+        (b'{"a": "' + b"x" * 1_048_576 + b'"}', "too_large"),
     ],
-    ids=["not-json", "not-utf8", "array", "oversized", "too-deep", "bad-timestamp"],
+    ids=["not-json", "not-utf8", "array", "oversized", "too-deep", "bad-timestamp", "one-megabyte"],
 )
 def test_bad_payloads_are_dropped_and_counted(agent, devices, reader, tenant, payload, reason):
     before = agent.metric(DROPPED, tenant=tenant, reason=reason)
+    logged = drop_lines(agent, tenant, "dev1", reason)
     dev = devices("dev1")
     dev.publish(payload)
     wait_until(lambda: agent.metric(DROPPED, tenant=tenant, reason=reason) == before + 1, what=f"a {reason} drop")
+    wait_until(lambda: drop_lines(agent, tenant, "dev1", reason) == logged + 1, what="the drop logged")
     assert agent.alive()
     mark = marker()
     dev.publish(json.dumps({"mark": mark}))
@@ -151,3 +170,50 @@ def wait_until_quiet(predicate, timeout: float = 1.0) -> bool:
         return True
     except AssertionError:
         return False
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"temperature": "hot"},
+        {"count": 1.5},
+        {"on": 1},
+        {"name": 42},
+        {"where": "somewhere"},
+        {"temperature": True},
+        {"temperature": 20.5, "count": "3"},
+    ],
+    ids=[
+        "float-as-text",
+        "integer-fraction",
+        "bool-as-number",
+        "string-as-number",
+        "bad-geo",
+        "float-as-bool",
+        "one-bad",
+    ],
+)
+def test_wrong_attribute_types_are_rejected(agent, devices, reader, tenant, attrs):
+    before = agent.metric(DROPPED, tenant=tenant, reason="wrong_type")
+    dev = devices("typed")
+    bad = marker()
+    logged = drop_lines(agent, tenant, "typed", "wrong_type")
+    dev.publish(json.dumps({**attrs, "mark": bad}))
+    wait_until(lambda: agent.metric(DROPPED, tenant=tenant, reason="wrong_type") == before + 1, what="a drop")
+    wait_until(lambda: drop_lines(agent, tenant, "typed", "wrong_type") == logged + 1, what="the drop logged")
+    assert agent.alive()
+    good = marker()
+    dev.publish(
+        json.dumps({"temperature": 21, "count": 3.0, "on": False, "name": "x", "where": "-22.8,-47.0", "mark": good})
+    )
+    reader.wait_for(lambda m: m["value"]["attrs"].get("mark") == good)
+    assert not [m for m in reader.messages if m["value"]["attrs"].get("mark") == bad]
+
+
+def test_unknown_attributes_are_forwarded_and_counted(agent, devices, reader, tenant):
+    before = agent.metric("mqtt_agent_attrs_unknown_total", tenant=tenant)
+    mark = marker()
+    devices("typed").publish(json.dumps({"temperature": 1.5, "extra": [1], "mark": mark}))
+    msg = reader.wait_for(lambda m: m["value"]["attrs"].get("mark") == mark)
+    assert msg["value"]["attrs"] == {"temperature": 1.5, "extra": [1], "mark": mark}
+    assert agent.metric("mqtt_agent_attrs_unknown_total", tenant=tenant) == before + 2

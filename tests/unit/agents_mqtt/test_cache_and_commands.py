@@ -102,3 +102,25 @@ def test_replace_and_drop_tenant():
     assert c.get("t1", "a") is None
     c.drop_tenant("t1")
     assert not c.has_tenant("t1")
+
+
+def test_remove_ends_the_devices_credentials_after_the_cache(cache, sent):
+    removed: list[str] = []
+
+    def on_remove(username: str) -> None:
+        assert cache.get(TENANT, "efac") is None  # messages are dropped before the session is kicked
+        removed.append(username)
+
+    h = DeviceEventHandler(cache, lambda t, p: sent.append((t, p)), on_remove)
+    h(_msg(DeviceEvent.removed(TENANT, "efac")))
+    h(_msg(DeviceEvent.created(TENANT, {"id": "b0b"})))
+    h(_msg(DeviceEvent.removed(TENANT, "bad/id")))
+    assert removed == [f"{TENANT}:efac"]
+
+
+def test_a_failed_removal_propagates_so_the_event_is_not_committed(cache):
+    def on_remove(username: str) -> None:
+        raise Unavailable("broker down")
+
+    with pytest.raises(Unavailable):
+        DeviceEventHandler(cache, lambda t, p: None, on_remove)(_msg(DeviceEvent.removed(TENANT, "efac")))

@@ -5,8 +5,10 @@ import pytest
 from agents.mqtt.payload import (
     DeviceRef,
     Drop,
+    attribute_types,
     attrs_topic,
     build_device_data,
+    check_attrs,
     config_topic,
     decode_attrs,
     parse_attrs_topic,
@@ -174,3 +176,78 @@ def test_build_device_data_rejects_bad_timestamps(timestamp):
     with pytest.raises(Drop) as exc:
         build_device_data(REF, {"humidity": 60, "timestamp": timestamp}, NOW)
     assert exc.value.reason == "bad_timestamp"
+
+
+TYPES = {
+    "t": "float",
+    "n": "integer",
+    "b": "bool",
+    "bb": "boolean",
+    "s": "string",
+    "g": "geo:point",
+    "o": "object",
+    "j": "json",
+}
+
+
+def test_attribute_types_from_a_device():
+    device = {
+        "id": "efac",
+        "attrs": {
+            "1": [{"label": "temperature", "value_type": "float"}, {"label": "x"}],
+            "2": [{"label": "on", "value_type": "bool"}],
+            "3": "junk",
+        },
+    }
+    assert attribute_types(device) == {"temperature": "float", "on": "bool"}
+    assert attribute_types({"id": "x"}) == {}
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"t": 1},
+        {"t": 1.5},
+        {"n": 3},
+        {"n": 3.0},
+        {"b": True},
+        {"bb": False},
+        {"s": ""},
+        {"g": "-22.81,-47.06"},
+        {"g": " 1 , 2 "},
+        {"o": {"a": 1}},
+        {"j": [1]},
+        {"j": None},
+        {"timestamp": 1},
+    ],
+)
+def test_check_attrs_accepts(attrs):
+    assert check_attrs(attrs, TYPES) == []
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"t": "1"},
+        {"t": True},
+        {"t": None},
+        {"n": 1.5},
+        {"n": False},
+        {"b": 1},
+        {"bb": "true"},
+        {"s": 1},
+        {"g": "here"},
+        {"g": [1, 2]},
+        {"o": [1]},
+        {"t": 1, "s": 2},
+    ],
+)
+def test_check_attrs_rejects(attrs):
+    with pytest.raises(Drop) as exc:
+        check_attrs(attrs, TYPES)
+    assert exc.value.reason == "wrong_type"
+
+
+def test_check_attrs_reports_unknown_keys():
+    assert check_attrs({"t": 1, "extra": "x", "more": None}, TYPES) == ["extra", "more"]
+    assert check_attrs({"anything": 1}, {"x": "no-such-type"}) == ["anything"]

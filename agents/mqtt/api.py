@@ -1,0 +1,96 @@
+"""The MQTT agent's REST API (credentials mode): per-device MQTT credentials, dojot basic-auth style.
+
+``POST /basic-auth/v1/devices/<device-id>/basic-credentials`` (Bearer token; the tenant is the token's) creates
+the device's password, or replaces it (the old one stops working and the device's live sessions end), and
+answers ``{"username": "<tenant>:<device-id>", "password": "..."}``. The password is shown this once: only
+Mosquitto's dynamic security plugin keeps it, hashed. The device must exist (404 otherwise).
+
+Served by a small threaded server inside the agent process (an administrative route, not a data path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from flask import Blueprint, Flask, Response, jsonify
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from agents.mqtt.cache import DeviceCache
+from agents.mqtt.payload import Drop, parse_device
+from agents.mqtt.provisioning import DynsecError, Provisioner, new_password
+from ondas.errors import NotFound, Unavailable
+from ondas.health import Health
+from ondas.web import create_app, principal
+
+log = logging.getLogger("agents.mqtt.api")
+
+TIMEOUT_S = 15.0
+
+RunOnLoop = Callable[[Coroutine[Any, Any, None]], None]
+
+
+def build_app(
+    service: str,
+    health: Health,
+    public_key: Callable[[], str],
+    cache: DeviceCache,
+    provisioner: Provisioner,
+    run: RunOnLoop,
+) -> Flask:
+    app = create_app(service, health, public_key=public_key, max_body_bytes=4096)
+    bp = Blueprint("basic_auth", __name__)
+
+    @bp.post("/basic-auth/v1/devices/<device_id>/basic-credentials")
+    def _credentials(device_id: str) -> tuple[Response, int]:
+        tenant = principal().tenant
+        try:
+            ref = parse_device(f"{tenant}:{device_id}")
+        except Drop as exc:
+            raise NotFound(f"device {device_id!r} not found") from exc
+        if cache.get(tenant, device_id) is None:
+            raise NotFound(f"device {device_id!r} not found")
+        password = new_password()
+        try:
+            run(provisioner.set_password(ref.username, password))
+        except DynsecError as exc:
+            raise Unavailable(f"the broker refused the credentials: {exc.error}") from exc
+        log.info("device credentials generated", extra={"device": device_id})
+        return jsonify({"username": ref.username, "password": password}), 200
+
+    app.register_blueprint(bp)
+    return app
+
+
+def run_on(loop: asyncio.AbstractEventLoop) -> RunOnLoop:
+    """Run a coroutine on the agent's event loop from a request thread and wait for it."""
+
+    def run(coro: Coroutine[Any, Any, None]) -> None:
+        fut = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            fut.result(TIMEOUT_S)
+        except concurrent.futures.TimeoutError as exc:
+            fut.cancel()
+            raise Unavailable("the broker did not answer in time") from exc
+
+    return run
+
+
+class ApiServer:
+    def __init__(self, app: Flask, host: str, port: int) -> None:
+        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="mqtt-agent-api", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("API listening", extra={"port": self._server.server_port})
+
+    def stop(self) -> None:
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which must be running
+            self._server.shutdown()
+            self._thread.join(5)
+        self._server.server_close()
