@@ -35,8 +35,9 @@ test-integration: install ## Only the integration tests (real servers on free po
 test-e2e: install ## Only the end-to-end tests (the whole platform through the gateway)
 	@$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
-lint: install ## ruff (lint and format check) and mypy
-	@echo "==> lint: ruff and mypy"
+lint: install ## ruff (lint and format check), mypy, and decK's check of gateway/kong.yml
+	@echo "==> lint: ruff, mypy and deck validate"
 	@.venv/bin/ruff check --quiet .
 	@.venv/bin/ruff format --check --quiet .
 	@.venv/bin/mypy --no-error-summary ondas ondasctl auth device_manager history persister agents
+	@deck validate -s gateway/kong.yml

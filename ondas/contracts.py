@@ -4,6 +4,7 @@
 - ``<tenant>.dojot.device-manager.device``: :class:`DeviceEvent` (``create``, ``update``, ``remove``,
   ``configure``; key = device id).
 - ``dojot-management.dojot.tenancy``: :class:`TenancyEvent` (key = tenant).
+- ``<tenant>.device-liveness``: :class:`DeviceLiveness` (key = device id; an Ondas subject, not dojot's).
 
 The JSON shapes follow dojot v0.8.1 exactly; see docs/kafka-contract.md.
 """
@@ -70,6 +71,23 @@ class DeviceData(_Model):
 
     @classmethod
     def parse(cls, raw: bytes | str | dict[str, Any]) -> DeviceData:
+        return _load(cls, raw)
+
+
+LivenessEvent = Literal["online", "offline"]
+
+
+class DeviceLiveness(_Model):
+    """A device came online or went offline. ``reason`` says why (see docs/kafka-contract.md), ``protocol``
+    which agent saw it (``mqtt``, later ``http`` and ``lwm2m``)."""
+
+    metadata: DeviceDataMeta
+    event: LivenessEvent
+    reason: str = Field(min_length=1)
+    protocol: str = Field(min_length=1)
+
+    @classmethod
+    def parse(cls, raw: bytes | str | dict[str, Any]) -> DeviceLiveness:
         return _load(cls, raw)
 
 

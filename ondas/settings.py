@@ -24,14 +24,24 @@ def env_str(name: str, default: str | None = None) -> str:
     return value
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise SettingsError(f"setting {name} must be an integer, got {raw!r}") from exc
+    if minimum is not None and value < minimum:
+        raise SettingsError(f"setting {name} must be at least {minimum}, got {value}")
+    return value
+
+
+def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    value = env_str(name, default).strip().lower()
+    if value not in choices:
+        raise SettingsError(f"setting {name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def env_float(name: str, default: float) -> float:
@@ -63,3 +73,10 @@ class CommonSettings:
             log_level=env_str("ONDAS_LOG_LEVEL", "INFO"),
             bind_host=env_str("ONDAS_BIND_HOST", "127.0.0.1"),
         )
+
+
+def service_identity() -> tuple[str, str] | None:
+    """This process's service identity ``(name, key)`` for internal calls (``ONDAS_SERVICE_NAME`` and
+    ``ONDAS_SERVICE_KEY``, set by the platform; see :mod:`ondas.service_identity`), or None when it has none."""
+    name, key = os.environ.get("ONDAS_SERVICE_NAME", ""), os.environ.get("ONDAS_SERVICE_KEY", "")
+    return (name, key) if name and key else None

@@ -16,6 +16,8 @@ from confluent_kafka import Message
 
 from ondas.contracts import TenancyEvent
 from ondas.kafka import ConsumerLoop, ensure_topics, per_message
+from ondas.service_identity import service_authorization
+from ondas.settings import service_identity
 from ondas.tenant import validate_tenant
 from ondas.topics import TENANCY_TOPIC, topic
 
@@ -23,12 +25,15 @@ log = logging.getLogger("ondas.tenancy")
 
 
 def fetch_tenants(auth_url: str, timeout: float = 60.0) -> set[str]:
-    """Ask auth for the tenants, retrying while auth is not reachable yet."""
+    """Ask auth for the tenants, retrying while auth is not reachable yet. The call carries this process's
+    service identity (:func:`ondas.settings.service_identity`) when it has one."""
     deadline = time.monotonic() + timeout
     url = auth_url.rstrip("/") + "/admin/tenants"
+    identity = service_identity()
+    headers = {"Authorization": service_authorization(*identity)} if identity else {}
     while True:
         try:
-            resp = requests.get(url, timeout=5)
+            resp = requests.get(url, headers=headers, timeout=5)
             resp.raise_for_status()
             return {validate_tenant(t) for t in resp.json()["tenants"]}
         except (requests.RequestException, KeyError, ValueError) as exc:
@@ -84,8 +89,13 @@ class TenancyTracker:
         self._thread = threading.Thread(target=self._loop.run, name="tenancy", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop following the tenancy topic and wait (up to ``timeout``) until a change being applied is done,
+        so the caller may release what ``on_change`` uses."""
         self._loop.stop()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def _handle(self, msg: Message) -> None:
         event = TenancyEvent.parse(msg.value() or b"")

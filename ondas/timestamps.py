@@ -14,6 +14,10 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+#: 9999-12-31T23:59:59.999Z, the last instant ISO 8601 (and history's rendering) can express.
+MAX_MS = 253_402_300_799_999
+
+
 def parse_timestamp(value: object) -> int:
     """Return epoch milliseconds for an ISO 8601 string or an epoch number in seconds or milliseconds.
 
@@ -24,7 +28,10 @@ def parse_timestamp(value: object) -> int:
     if isinstance(value, int | float):
         if not math.isfinite(value) or value < 0:
             raise ValueError("timestamp must be a finite, non-negative epoch value")
-        return round(value * 1000) if value < _SECONDS_LIMIT else int(value)
+        ms = round(value * 1000) if value < _SECONDS_LIMIT else int(value)
+        if ms > MAX_MS:
+            raise ValueError(f"timestamp {value!r} is after the year 9999")
+        return ms
     if isinstance(value, str):
         text = value.strip()
         if not text:

@@ -11,6 +11,7 @@ from ondas.tenant import MANAGEMENT_TENANT, validate_tenant
 
 DEVICE_DATA = "device-data"
 DEVICE_EVENTS = "dojot.device-manager.device"
+DEVICE_LIVENESS = "device-liveness"
 TENANCY = "dojot.tenancy"
 DEAD_LETTER_SUFFIX = ".dlq"
 
@@ -39,6 +40,10 @@ def device_data(tenant: str) -> str:
 
 def device_events(tenant: str) -> str:
     return topic(tenant, DEVICE_EVENTS)
+
+
+def device_liveness(tenant: str) -> str:
+    return topic(tenant, DEVICE_LIVENESS)
 
 
 def dead_letter(name: str) -> str:

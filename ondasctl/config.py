@@ -8,6 +8,11 @@ Settings (all optional):
   that already run instead of starting our own.
 - ``ONDAS_ADMIN_PASSWORD``: the seeded admin's password (default ``admin``, as in dojot's tutorial).
 - ``ONDAS_LOG_LEVEL``: log level of every service.
+- ``ONDAS_MQTT_MODE``: ``unsecured`` (default; dojot's mode, the MQTT username is the identity and no password
+  is asked, allowed because the device listener is bound to loopback) or ``credentials`` (each device logs in
+  with its own password, kept by Mosquitto's dynamic security plugin; removed devices are kicked and refused).
+- ``ONDAS_GATEWAY_RATE_LIMIT``: replaces the limit of every ``rate-limiting`` plugin in gateway/kong.yml
+  (default: the file's own, 5 logins a minute per client); test suites that log in often raise it.
 """
 
 from __future__ import annotations
@@ -40,7 +45,10 @@ PORTS: dict[str, tuple[str, int]] = {
     "history": ("ONDAS_HISTORY_PORT", 8013),
     "persister": ("ONDAS_PERSISTER_PORT", 8014),
     "mqtt_agent": ("ONDAS_MQTT_AGENT_PORT", 8015),
+    "mqtt_agent_api": ("ONDAS_MQTT_AGENT_API_PORT", 8016),
 }
+
+MQTT_MODES = ("unsecured", "credentials")
 
 EXTERNAL = {
     "postgres": "ONDAS_POSTGRES_URL",
@@ -59,6 +67,8 @@ class Config:
     admin_user: str = "admin"
     admin_password: str = DEFAULT_ADMIN_PASSWORD
     log_level: str = "INFO"
+    gateway_rate_limit: int | None = None
+    mqtt_mode: str = "unsecured"
     notes: list[str] = field(default_factory=list)
 
     # -- paths ---------------------------------------------------------------------------------------------
@@ -127,8 +137,12 @@ def load(data_dir: Path | None = None, env: dict[str, str] | None = None) -> Con
         data_dir=data_dir,
         admin_password=env.get("ONDAS_ADMIN_PASSWORD") or DEFAULT_ADMIN_PASSWORD,
         log_level=env.get("ONDAS_LOG_LEVEL") or "INFO",
+        gateway_rate_limit=int(env["ONDAS_GATEWAY_RATE_LIMIT"]) if env.get("ONDAS_GATEWAY_RATE_LIMIT") else None,
         external={k: env[v] for k, v in EXTERNAL.items() if env.get(v)},
+        mqtt_mode=env.get("ONDAS_MQTT_MODE") or "unsecured",
     )
+    if cfg.mqtt_mode not in MQTT_MODES:
+        raise ValueError(f"ONDAS_MQTT_MODE must be one of {', '.join(MQTT_MODES)}, got {cfg.mqtt_mode!r}")
     previous: dict[str, int] = {}
     ports_file = data_dir / "run" / "ports.json"
     if ports_file.exists():

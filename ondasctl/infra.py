@@ -199,7 +199,9 @@ def redis_spec(cfg: Config) -> ProcSpec:
 
 
 # -- MongoDB-compatible store (SecantusDB) -----------------------------------------------------------------
-def mongo_spec(cfg: Config, storage: str | None = None) -> ProcSpec:
+def mongo_spec(cfg: Config, storage: str | None = None, ttl_sweep_seconds: float = 60.0) -> ProcSpec:
+    """SecantusDB. ``ttl_sweep_seconds`` is how often expired points (the persister's TTL index) are removed:
+    MongoDB's own default is 60 s; tests use 1 s."""
     port = cfg.ports["mongo"]
     path = storage or str(cfg.data_dir / "mongo")
 
@@ -218,7 +220,11 @@ def mongo_spec(cfg: Config, storage: str | None = None) -> ProcSpec:
     return ProcSpec(
         name="mongo",
         argv=[
-            _venv_bin("secantusd-py"),
+            _venv_bin("python"),
+            "-m",
+            "ondasctl.mongo_server",
+            "--ttl-sweep-seconds",
+            str(float(ttl_sweep_seconds)),
             "--host",
             cfg.host,
             "--port",
@@ -237,6 +243,36 @@ def mongo_spec(cfg: Config, storage: str | None = None) -> ProcSpec:
 
 # -- Mosquitto (the platform's own instance) ---------------------------------------------------------------
 MQTT_AGENT_USER = "ondas-agent"
+# The dynamic security plugin's administrator (credentials mode): the MQTT agent provisions devices as it.
+MQTT_DYNSEC_ADMIN = "ondas-dynsec"
+DYNSEC_PLUGIN_GLOB = "/usr/lib/*/mosquitto_dynamic_security.so"
+
+
+def dynsec_prepare(cfg: Config, state: Path) -> Path:
+    """Create the dynamic security state once (it keeps the devices' hashed passwords across restarts) and
+    return the plugin's path. Every default access is deny: the plugin then defers to the acl_file, whose
+    ``%u`` patterns bind each device to its own topics (dynsec's own ACLs cannot use ``%u``)."""
+    found = sorted(glob.glob(DYNSEC_PLUGIN_GLOB))
+    if not found:
+        raise RuntimeError("Mosquitto's dynamic security plugin was not found; run 'make install'")
+    if not state.exists():
+        import json
+
+        subprocess.run(
+            ["mosquitto_ctrl", "dynsec", "init", str(state), MQTT_DYNSEC_ADMIN, cfg.secret("mqtt-dynsec")],
+            check=True,
+            capture_output=True,
+        )
+        data = json.loads(state.read_text())
+        data["defaultACLAccess"] = {
+            "publishClientSend": False,
+            "publishClientReceive": False,
+            "subscribe": False,
+            "unsubscribe": True,
+        }
+        state.write_text(json.dumps(data, indent=2))
+    state.chmod(0o600)
+    return Path(found[-1])
 
 
 def mosquitto_prepare(cfg: Config) -> None:
@@ -266,6 +302,9 @@ def mosquitto_prepare(cfg: Config) -> None:
         "log_dest stdout",
         "log_type error\nlog_type warning\nlog_type notice\nlog_type information",
         "connection_messages true",
+        "# The broker's log also on $SYS/broker/log/<level>: the MQTT agent reads device connects and",
+        "# disconnects there (online/offline events); only the internal listener's ACL lets anyone read $SYS.",
+        "log_dest topic",
         "max_queued_messages 100000",
         "max_packet_size 2097152",
     ]
@@ -273,10 +312,23 @@ def mosquitto_prepare(cfg: Config) -> None:
         lines.append("user root")
     lines += [
         "",
-        "# Devices, plain MQTT. Loopback only: dojot's unsecured mode (the username is the identity).",
-        f"listener {cfg.ports['mqtt']} {cfg.host}",
-        "allow_anonymous true",
-        f"acl_file {d}/devices.acl",
+        *(
+            [
+                "# Devices, plain MQTT. Loopback only: dojot's unsecured mode (the username is the identity).",
+                f"listener {cfg.ports['mqtt']} {cfg.host}",
+                "allow_anonymous true",
+                f"acl_file {d}/devices.acl",
+            ]
+            if cfg.mqtt_mode == "unsecured"
+            else [
+                "# Devices, plain MQTT, credentials mode: username <tenant>:<device-id> and the device's password.",
+                f"listener {cfg.ports['mqtt']} {cfg.host}",
+                "allow_anonymous false",
+                f"plugin {dynsec_prepare(cfg, d / 'dynsec.json')}",
+                f"plugin_opt_config_file {d}/dynsec.json",
+                f"acl_file {d}/devices.acl",
+            ]
+        ),
         "",
         "# Devices, mutual TLS: the certificate CN <tenant>:<device-id> is the identity.",
         f"listener {cfg.ports['mqtts']} {cfg.host}",
@@ -326,6 +378,7 @@ def gateway_spec(cfg: Config, upstreams: dict[str, int]) -> ProcSpec:
                 error_log=cfg.logs / "gateway-error.log",
                 access_log=cfg.logs / "gateway-access.log",
                 run_as_root=IS_ROOT,
+                rate_limit=cfg.gateway_rate_limit,
             )
         )
 

@@ -7,13 +7,16 @@ import sys
 
 import requests
 
+from ondas.service_identity import derive_service_key
 from ondasctl import infra
 from ondasctl.config import Config
 from ondasctl.procs import ProcSpec
 
 DATABASES = ["ondas_auth", "ondas_device_manager"]
+# The secret (in the data directory) that only auth holds; every other service gets a key derived from it.
+SERVICE_IDENTITY_ROOT = "service-master"
 
-# Kong service name (gateway/kong.yml) -> component whose port serves it locally.
+# Host name of Kong service URLs (gateway/kong.yml) -> component whose port serves it locally.
 GATEWAY_UPSTREAMS = {"auth": "auth", "device-manager": "device_manager", "history": "history"}
 
 
@@ -45,6 +48,9 @@ def _service(cfg: Config, name: str, module: list[str], port_key: str, env: dict
         "ONDAS_LOG_LEVEL": cfg.log_level,
         "ONDAS_BIND_HOST": cfg.host,
         "PYTHONUNBUFFERED": "1",
+        # Its own identity for internal calls (auth's /admin routes); see ondas.service_identity.
+        "ONDAS_SERVICE_NAME": name,
+        "ONDAS_SERVICE_KEY": derive_service_key(cfg.secret(SERVICE_IDENTITY_ROOT), name),
     }
     return ProcSpec(
         name=name,
@@ -71,6 +77,8 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
                 "AUTH_DB_URL": cfg.postgres_url("ondas_auth"),
                 "AUTH_JWT_PRIVATE_KEY_FILE": str(cfg.keys / "jwt-private.pem"),
                 "AUTH_ADMIN_PASSWORD": cfg.admin_password,
+                "AUTH_REDIS_URL": cfg.redis_url,
+                "AUTH_SERVICE_MASTER_SECRET": cfg.secret(SERVICE_IDENTITY_ROOT),
             },
         ),
         _service(
@@ -119,6 +127,17 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
                 "MQTT_AGENT_BROKER_USERNAME": infra.MQTT_AGENT_USER,
                 "MQTT_AGENT_BROKER_PASSWORD": cfg.secret("mqtt-agent"),
                 "MQTT_AGENT_DEVICE_MANAGER_URL": cfg.url("device_manager"),
+                # Credentials mode: the agent provisions device passwords and serves the credentials API.
+                **(
+                    {
+                        "MQTT_AGENT_DYNSEC_PORT": str(p["mqtt"]),
+                        "MQTT_AGENT_DYNSEC_USERNAME": infra.MQTT_DYNSEC_ADMIN,
+                        "MQTT_AGENT_DYNSEC_PASSWORD": cfg.secret("mqtt-dynsec"),
+                        "MQTT_AGENT_API_PORT": str(p["mqtt_agent_api"]),
+                    }
+                    if cfg.mqtt_mode == "credentials"
+                    else {}
+                ),
             },
         ),
     ]

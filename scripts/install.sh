@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the platform and its tests need and is missing; idempotent; says what it does.
 #   - Debian packages: PostgreSQL, Redis, Mosquitto (+ clients), nginx, jq, curl, Python 3.11 venv support
+#     decK (validates gateway/kong.yml), Lua 5.1 with busted and LuaSocket (the Kong plugin's specs)
 #   - a Python virtual environment in .venv with the project and its pinned dependencies (constraints.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,12 +17,17 @@ declare -A need=(
   [redis-server]=redis-server
   [jq]=jq
   [curl]=curl
+  [deck]=deck
+  [lua5.1]=lua5.1
+  [busted]=lua-busted
 )
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${need[$cmd]}")
 done
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+# The Kong plugin's specs against the real PDP (gateway/kong-plugin) speak HTTP through LuaSocket.
+lua5.1 -e 'require "socket.http"' >/dev/null 2>&1 || missing+=(lua-socket)
 PYTHON=${PYTHON:-}
 if [ -z "$PYTHON" ]; then
   for candidate in python3.11 python3; do
@@ -40,7 +46,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
-  step "system packages present (postgresql, redis, mosquitto, nginx, jq, curl, python 3.11)"
+  step "system packages present (postgresql, redis, mosquitto, nginx, jq, curl, deck, lua, python 3.11)"
 fi
 if [ -z "$PYTHON" ]; then PYTHON=$(command -v python3.11); fi
 

@@ -43,7 +43,7 @@ class Servers:
                 "kafka": infra.kafka_spec,
                 "postgres": infra.postgres_spec,
                 "redis": infra.redis_spec,
-                "mongo": lambda c: infra.mongo_spec(c),
+                "mongo": lambda c: infra.mongo_spec(c, ttl_sweep_seconds=1),
                 "mosquitto": infra.mosquitto_spec,
             }
             spec: ProcSpec = builders[name](self.cfg)

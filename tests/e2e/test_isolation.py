@@ -24,10 +24,11 @@ pytestmark = pytest.mark.e2e
 def tenant_b(platform):
     """A second tenant, created at run time (no service restarts), with its own admin."""
     name = "b" + uuid.uuid4().hex[:8]
-    r = requests.post(
-        f"http://127.0.0.1:{platform.port('auth')}/admin/tenants",
+    r = api(
+        "POST",
+        f"{platform.gateway}/auth/tenants",
+        platform.token(),
         json={"tenant": name, "admin": {"username": f"{name}-admin", "passwd": "secret-pass-1"}},
-        timeout=10,
     )
     assert r.status_code == 201, r.text
     return name, platform.token(f"{name}-admin", "secret-pass-1")

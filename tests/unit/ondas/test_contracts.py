@@ -29,7 +29,7 @@ def test_timestamps_land_at_the_same_instant(raw, expected):
     assert parse_timestamp(raw) == expected
 
 
-@pytest.mark.parametrize("bad", [True, -1, float("nan"), "yesterday", "", None, [1]], ids=repr)
+@pytest.mark.parametrize("bad", [True, -1, float("nan"), "yesterday", "", None, [1], 1e18, "253402300800000"], ids=repr)
 def test_bad_timestamps_are_refused(bad):
     with pytest.raises(ValueError):
         parse_timestamp(bad)
