@@ -39,7 +39,7 @@ from ondas.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from ondas.kafka import Producer, ensure_topics
 from ondas.service_identity import parse_service_authorization, verify_service_key
 from ondas.tenant import validate_tenant
-from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, TENANCY_TOPIC, tenant_topics
+from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS, TENANCY_TOPIC, tenant_topics
 
 log = logging.getLogger("auth.service")
 
@@ -313,7 +313,9 @@ class AuthService:
         validate_tenant(tenant)
         created = self._store.create_tenant(tenant)
         if self._bootstrap:
-            ensure_topics(self._bootstrap, [TENANCY_TOPIC, *tenant_topics(tenant, [DEVICE_DATA, DEVICE_EVENTS])])
+            ensure_topics(
+                self._bootstrap, [TENANCY_TOPIC, *tenant_topics(tenant, [DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS])]
+            )
         if created:
             self._changed(tenant)
             self._publish("CREATE", tenant)

@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from ondas.contracts import DeviceLiveness
-from ondas.kafka import consumer_config
+from ondas.kafka import consumer_config, ensure_topics
 from ondas.topics import device_liveness
 from tests.integration.agents_mqtt.conftest import wait_until
 
@@ -25,6 +25,9 @@ LIVENESS = "mqtt_agent_liveness_events_total"
 
 class LivenessReader:
     def __init__(self, bootstrap: str, tenant: str) -> None:
+        # As auth does when it creates a tenant: subscribing to a topic that does not exist yet leaves the
+        # consumer waiting for a metadata refresh and a rebalance after the first event created it.
+        ensure_topics(bootstrap, [device_liveness(tenant)])
         self.consumer = Consumer(consumer_config(bootstrap, "test-" + uuid.uuid4().hex))
         self.consumer.subscribe([device_liveness(tenant)])
         self.events: list[tuple[str, DeviceLiveness]] = []
