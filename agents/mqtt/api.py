@@ -20,8 +20,8 @@ from typing import Any
 from flask import Blueprint, Flask, Response, jsonify
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from agents.mqtt.cache import DeviceCache
-from agents.mqtt.payload import Drop, parse_device
+from agents.core.cache import DeviceCache
+from agents.core.payload import Drop, parse_device
 from agents.mqtt.provisioning import DynsecError, Provisioner, new_password
 from ondas.errors import NotFound, Unavailable
 from ondas.health import Health

@@ -12,10 +12,10 @@ import concurrent.futures
 import logging
 import threading
 
+from agents.core.cache import CacheWarmer, DeviceCache, fetch_device
 from agents.mqtt.api import ApiServer, build_app, run_on
 from agents.mqtt.bridge import AttrsBridge
 from agents.mqtt.broker import MqttConnection
-from agents.mqtt.cache import CacheWarmer, DeviceCache, fetch_device
 from agents.mqtt.commands import DeviceEventHandler
 from agents.mqtt.liveness import LOG_TOPIC, LivenessBridge
 from agents.mqtt.provisioning import Dynsec, DynsecError, Provisioner

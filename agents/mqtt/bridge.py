@@ -18,17 +18,17 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from agents.mqtt.cache import Device, DeviceCache
-from agents.mqtt.metrics import DROPPED, PUBLISHED, RECEIVED, UNKNOWN_ATTRS, UNKNOWN_TENANT
-from agents.mqtt.payload import (
+from agents.core.cache import Device, DeviceCache
+from agents.core.payload import (
     DeviceRef,
     Drop,
     attribute_types,
     build_device_data,
     check_attrs,
     decode_attrs,
-    parse_attrs_topic,
 )
+from agents.mqtt.metrics import DROPPED, PUBLISHED, RECEIVED, UNKNOWN_ATTRS, UNKNOWN_TENANT
+from agents.mqtt.topics import parse_attrs_topic
 from ondas.kafka import Producer
 from ondas.log import bind
 from ondas.timestamps import now_ms

@@ -18,9 +18,10 @@ from collections.abc import Callable
 
 from confluent_kafka import Message
 
-from agents.mqtt.cache import DeviceCache
+from agents.core.cache import DeviceCache
+from agents.core.payload import Drop, parse_device
 from agents.mqtt.metrics import CONFIG_SENT
-from agents.mqtt.payload import Drop, config_topic, parse_device
+from agents.mqtt.topics import config_topic
 from ondas.contracts import ContractError, DeviceEvent
 from ondas.log import bind
 from ondas.topics import parse

@@ -40,9 +40,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from agents.mqtt.cache import DeviceCache
+from agents.core.cache import DeviceCache
+from agents.core.payload import Drop, parse_device
 from agents.mqtt.metrics import LIVENESS, UNKNOWN_TENANT
-from agents.mqtt.payload import Drop, parse_device
 from ondas.contracts import DeviceDataMeta, DeviceLiveness
 from ondas.kafka import Producer
 from ondas.timestamps import now_ms

@@ -4,8 +4,8 @@ from concurrent.futures import Future
 
 import pytest
 
+from agents.core.cache import DeviceCache
 from agents.mqtt.bridge import AttrsBridge
-from agents.mqtt.cache import DeviceCache
 from agents.mqtt.metrics import DROPPED, PUBLISHED
 from ondas.errors import Unavailable
 

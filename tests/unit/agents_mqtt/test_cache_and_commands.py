@@ -3,7 +3,7 @@ import json
 import pytest
 from confluent_kafka import Message
 
-from agents.mqtt.cache import DeviceCache
+from agents.core.cache import DeviceCache
 from agents.mqtt.commands import DeviceEventHandler
 from ondas.contracts import ContractError, DeviceEvent
 from ondas.errors import Unavailable

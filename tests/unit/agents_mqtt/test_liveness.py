@@ -4,7 +4,7 @@ from concurrent.futures import Future
 
 import pytest
 
-from agents.mqtt.cache import DeviceCache
+from agents.core.cache import DeviceCache
 from agents.mqtt.liveness import LivenessBridge, LivenessTracker, LogLine, parse_log_line
 from ondas.contracts import DeviceLiveness
 from ondas.errors import Unavailable

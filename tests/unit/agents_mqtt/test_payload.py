@@ -2,17 +2,15 @@ import json
 
 import pytest
 
-from agents.mqtt.payload import (
+from agents.core.payload import (
     DeviceRef,
     Drop,
     attribute_types,
-    attrs_topic,
     build_device_data,
     check_attrs,
-    config_topic,
     decode_attrs,
-    parse_attrs_topic,
 )
+from agents.mqtt.topics import attrs_topic, config_topic, parse_attrs_topic
 from ondas.contracts import DeviceData
 
 pytestmark = pytest.mark.unit

@@ -1,8 +1,7 @@
-"""What the agent accepts from a device and what it makes of it. Pure functions, no I/O.
+"""What an agent accepts from a device and what it makes of it, for every protocol. Pure functions, no I/O.
 
-Topics: a device publishes on ``<tenant>:<device-id>/attrs`` and receives on ``<tenant>:<device-id>/config``
-(dojot v0.8.1, VerneMQ flavour). A payload is a UTF-8 JSON object of attribute values; an optional
-``timestamp`` key (ISO 8601 or epoch s/ms) is when the values were gathered.
+A device's identity is ``<tenant>:<device-id>``. A payload is a UTF-8 JSON object of attribute values; an
+optional ``timestamp`` key (ISO 8601 or epoch s/ms) is when the values were gathered.
 
 Attribute policy (one rule for every agent): a value sent for one of the device's attributes must match the
 attribute's ``value_type``, or the whole message is rejected (reason ``wrong_type``: a device that sends a
@@ -23,8 +22,6 @@ from ondas.errors import Invalid
 from ondas.tenant import validate_tenant
 from ondas.timestamps import parse_timestamp
 
-ATTRS = "attrs"
-CONFIG = "config"
 # Device ids are opaque to the agent; the device cache decides whether one exists. This only keeps out what
 # can never be an id: empty, MQTT wildcards, separators and control characters.
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -47,7 +44,7 @@ class DeviceRef:
 
     @property
     def username(self) -> str:
-        """The MQTT identity of the device: ``<tenant>:<device-id>``."""
+        """The identity of the device: ``<tenant>:<device-id>`` (the MQTT username and certificate CN)."""
         return f"{self.tenant}:{self.device_id}"
 
 
@@ -63,22 +60,6 @@ def parse_device(identity: str) -> DeviceRef:
     if not DEVICE_ID_RE.match(device_id):
         raise Drop("bad_topic", f"invalid device id {device_id!r}")
     return DeviceRef(tenant, device_id)
-
-
-def parse_attrs_topic(topic: str) -> DeviceRef:
-    """The device of an attrs topic ``<tenant>:<device-id>/attrs``."""
-    identity, sep, kind = topic.partition("/")
-    if not sep or kind != ATTRS:
-        raise Drop("bad_topic", f"topic {topic!r} is not <tenant>:<device-id>/attrs")
-    return parse_device(identity)
-
-
-def attrs_topic(ref: DeviceRef) -> str:
-    return f"{ref.username}/{ATTRS}"
-
-
-def config_topic(ref: DeviceRef) -> str:
-    return f"{ref.username}/{CONFIG}"
 
 
 def _reject_constant(name: str) -> Any:

@@ -16,7 +16,7 @@ import requests
 
 from ondas.contracts import DeviceEvent
 
-log = logging.getLogger("agents.mqtt.cache")
+log = logging.getLogger("agents.core.cache")
 
 Device = dict[str, Any]
 
