@@ -37,6 +37,7 @@ def _filter(devices: bool) -> Filter:
         attr_type=args.get("attr_type"),
         template=args.get("template") if devices else None,
         sort_by=args.get("sortBy"),
+        disabled=args.get("disabled") if devices else None,
     )
 
 

@@ -134,6 +134,7 @@ class Device:
     templates: tuple[Template, ...] = ()
     overrides: dict[int, Any] = field(default_factory=dict)  # attr or meta id -> static value
     updated: datetime | None = None
+    disabled: bool = False  # set by the tenant; agents learn it from the device events
 
     @property
     def attrs(self) -> list[Attr]:
@@ -154,6 +155,7 @@ class Device:
             "created": iso(self.created),
             "templates": [t.id for t in self.templates],
             "attrs": {str(t.id): [a.to_dict(self.overrides) for a in t.attrs] for t in self.templates},
+            "disabled": self.disabled,
         }
         if self.updated is not None:
             out["updated"] = iso(self.updated)
@@ -239,6 +241,7 @@ class DeviceSpec:
     templates: tuple[int, ...] = ()
     id: str | None = None
     overrides: tuple[OverrideSpec, ...] | None = None  # None: not given
+    disabled: bool | None = None  # None: not given (false on create, unchanged on update)
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> DeviceSpec:
@@ -257,7 +260,8 @@ class DeviceSpec:
         if device_id is not None:
             device_id = parse_device_id(device_id)
         overrides = _overrides(body["attrs"]) if "attrs" in body and body["attrs"] is not None else None
-        return cls(label=label, templates=tuple(templates), id=device_id, overrides=overrides)
+        disabled = _flag(body["disabled"], "disabled") if "disabled" in body else None
+        return cls(label=label, templates=tuple(templates), id=device_id, overrides=overrides, disabled=disabled)
 
 
 def parse_device_id(raw: object) -> str:
@@ -300,6 +304,7 @@ class Filter:
     template: int | None = None  # devices only: built from this template
     sort: str | None = None  # one of SORT_FIELDS
     descending: bool = False
+    disabled: bool | None = None  # devices only: only disabled (True) or only enabled (False) devices
 
     @classmethod
     def parse(
@@ -310,6 +315,7 @@ class Filter:
         attr_type: str | None,
         template: str | None,
         sort_by: str | None,
+        disabled: str | None = None,
     ) -> Filter:
         pairs: list[tuple[str, str]] = []
         for raw in attrs:
@@ -340,6 +346,7 @@ class Filter:
             template=tid,
             sort=sort,
             descending=descending,
+            disabled=None if not disabled else parse_bool(disabled, "disabled"),
         )
 
 
@@ -398,6 +405,14 @@ def _label(raw: object, name: str) -> str:
         raise Invalid(f"{name} must be at most {MAX_LABEL} characters")
     if "\x00" in raw:
         raise Invalid(f"{name} must not contain NUL characters")
+    return raw
+
+
+def _flag(raw: object, name: str) -> bool:
+    if not isinstance(raw, bool):
+        shown = json.dumps(raw)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise Invalid(f"{name} must be a JSON boolean (true or false), got {shown}", field=name)
     return raw
 
 

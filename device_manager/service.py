@@ -222,20 +222,27 @@ class DeviceManager:
             overrides = resolve_overrides(templates, spec.overrides or ())
             now = self._clock()
             labels = [f"{spec.label}_{i}" for i in range(count)] if count > 1 else [spec.label]
+            disabled = bool(spec.disabled)
             if spec.id is not None:
-                device = Device(spec.id, labels[0], now, templates, overrides)
+                device = Device(spec.id, labels[0], now, templates, overrides, disabled=disabled)
                 if tx.insert_devices([device]):
                     raise Conflict(f"a device with id {spec.id} already exists", id=spec.id)
                 created = [device]
             else:
-                created = self._insert_with_new_ids(tx, labels, templates, overrides, now)
+                created = self._insert_with_new_ids(tx, labels, templates, overrides, now, disabled)
             self._emit(tx, "create", created)
         return created
 
     def _insert_with_new_ids(
-        self, tx: Tx, labels: list[str], templates: tuple[Template, ...], overrides: dict[int, Any], now: datetime
+        self,
+        tx: Tx,
+        labels: list[str],
+        templates: tuple[Template, ...],
+        overrides: dict[int, Any],
+        now: datetime,
+        disabled: bool,
     ) -> list[Device]:
-        wanted = {i: Device("", label, now, templates, overrides) for i, label in enumerate(labels)}
+        wanted = {i: Device("", label, now, templates, overrides, disabled=disabled) for i, label in enumerate(labels)}
         done: dict[int, Device] = {}
         for _ in range(ID_ATTEMPTS):
             batch: dict[str, int] = {}
@@ -284,7 +291,8 @@ class DeviceManager:
 
     def update_device(self, tenant: str, device_id: str, spec: DeviceSpec) -> Device:
         """Replace a device's label and templates. Overrides: replaced by the body's ``attrs`` when given,
-        otherwise kept for the attributes the device still has."""
+        otherwise kept for the attributes the device still has. ``disabled``: the body's when given, otherwise
+        unchanged."""
         if spec.id is not None and spec.id != device_id:
             raise Invalid(f"the body's id {spec.id} is not the device's id {device_id}; ids cannot change")
         with self._store.transaction(tenant) as tx:
@@ -297,7 +305,8 @@ class DeviceManager:
                 overrides = {k: v for k, v in old.overrides.items() if k in keep}
             else:
                 overrides = resolve_overrides(templates, spec.overrides)
-            device = Device(device_id, spec.label, old.created, templates, overrides, self._clock())
+            disabled = old.disabled if spec.disabled is None else spec.disabled
+            device = Device(device_id, spec.label, old.created, templates, overrides, self._clock(), disabled)
             tx.update_device(device)
             self._emit(tx, "update", [device])
             return device

@@ -71,6 +71,7 @@ SCHEMA = (
     "ALTER TABLE templates ADD COLUMN IF NOT EXISTS updated timestamptz",
     "ALTER TABLE template_attrs ADD COLUMN IF NOT EXISTS updated timestamptz",
     "ALTER TABLE devices ADD COLUMN IF NOT EXISTS updated timestamptz",
+    "ALTER TABLE devices ADD COLUMN IF NOT EXISTS disabled boolean NOT NULL DEFAULT false",
     "CREATE INDEX IF NOT EXISTS device_templates_by_template ON device_templates (tenant, template_id)",
     "CREATE INDEX IF NOT EXISTS devices_by_created ON devices (tenant, created, id)",
     "CREATE INDEX IF NOT EXISTS devices_by_label ON devices (tenant, label, id)",
@@ -406,10 +407,10 @@ class PostgresTx:
         if not devices:
             return set()
         rows = self._conn.execute(
-            """INSERT INTO devices (tenant, id, label, created, updated)
-               SELECT %s, u.id, u.label, u.created, u.updated
-               FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])
-                 AS u(id, label, created, updated)
+            """INSERT INTO devices (tenant, id, label, created, updated, disabled)
+               SELECT %s, u.id, u.label, u.created, u.updated, u.disabled
+               FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::boolean[])
+                 AS u(id, label, created, updated, disabled)
                ON CONFLICT (tenant, id) DO NOTHING RETURNING id""",
             (
                 self.tenant,
@@ -417,6 +418,7 @@ class PostgresTx:
                 [d.label for d in devices],
                 [d.created for d in devices],
                 [d.updated for d in devices],
+                [d.disabled for d in devices],
             ),
         ).fetchall()
         inserted = {r[0] for r in rows}
@@ -445,10 +447,10 @@ class PostgresTx:
                 )
 
     def update_device(self, device: Device) -> None:
-        """Store the device's label, templates and overrides as they are now."""
+        """Store the device's label, flag, templates and overrides as they are now."""
         self._conn.execute(
-            "UPDATE devices SET label = %s, updated = %s WHERE tenant = %s AND id = %s",
-            (device.label, device.updated, self.tenant, device.id),
+            "UPDATE devices SET label = %s, updated = %s, disabled = %s WHERE tenant = %s AND id = %s",
+            (device.label, device.updated, device.disabled, self.tenant, device.id),
         )
         self._conn.execute(
             "DELETE FROM device_templates WHERE tenant = %s AND device_id = %s", (self.tenant, device.id)
@@ -460,7 +462,7 @@ class PostgresTx:
         self._write_overrides([device])
 
     def get_device(self, device_id: str, lock: bool = False) -> Device | None:
-        query = "SELECT id, label, created, updated FROM devices WHERE tenant = %s AND id = %s"
+        query = "SELECT id, label, created, updated, disabled FROM devices WHERE tenant = %s AND id = %s"
         if lock:
             query += " FOR UPDATE"
         rows = self._conn.execute(query, (self.tenant, device_id)).fetchall()
@@ -471,7 +473,8 @@ class PostgresTx:
         out: list[Device] = []
         for part in _chunks(ids):
             rows = self._conn.execute(
-                "SELECT id, label, created, updated FROM devices WHERE tenant = %s AND id = ANY(%s) ORDER BY id",
+                """SELECT id, label, created, updated, disabled FROM devices
+                   WHERE tenant = %s AND id = ANY(%s) ORDER BY id""",
                 (self.tenant, part),
             ).fetchall()
             out += self._assemble(rows)
@@ -491,6 +494,9 @@ class PostgresTx:
                 )
             )
             params += [self.tenant, f.template]
+        if f.disabled is not None:
+            clauses.append(sql.SQL("d.disabled = %s"))
+            params.append(f.disabled)
         for label, value in f.attrs:
             # Devices whose template has the value and that do not override it, plus devices whose own value
             # it is: two set lookups the planner can hash, rather than a probe per device.
@@ -538,7 +544,7 @@ class PostgresTx:
         return int(row[0]) if row else 0
 
     def list_devices(self, f: Filter, page: PageRequest | None) -> tuple[list[Device], int]:
-        rows = self._device_rows(f, page, "d.id, d.label, d.created, d.updated")
+        rows = self._device_rows(f, page, "d.id, d.label, d.created, d.updated, d.disabled")
         devices: list[Device] = []
         for part in _chunks(rows):
             devices += self._assemble(part)
@@ -558,6 +564,7 @@ class PostgresTx:
         return [r[0] for r in cur.fetchall()]
 
     def _assemble(self, rows: list[tuple[Any, ...]]) -> list[Device]:
+        """Devices from rows of (id, label, created, updated, disabled)."""
         if not rows:
             return []
         ids = [r[0] for r in rows]
@@ -576,7 +583,7 @@ class PostgresTx:
             overrides.setdefault(device_id, {})[int(attr_id)] = value
         templates = self.get_templates(sorted({t for ts in links.values() for t in ts}))
         return [
-            Device(r[0], r[1], r[2], tuple(templates[t] for t in links[r[0]]), overrides.get(r[0], {}), r[3])
+            Device(r[0], r[1], r[2], tuple(templates[t] for t in links[r[0]]), overrides.get(r[0], {}), r[3], r[4])
             for r in rows
         ]
 

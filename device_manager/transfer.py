@@ -170,5 +170,6 @@ def _devices(raw: list[Any], templates: dict[int, Template], now: datetime) -> l
             overrides = resolve_overrides(chosen, spec.overrides or ())
         except Invalid as exc:
             raise Invalid(f"devices[{i}] ({device_id}): {exc.message}", **exc.details) from exc
-        out.append(Device(device_id, spec.label, _time(entry.get("created"), now), chosen, overrides))
+        created = _time(entry.get("created"), now)
+        out.append(Device(device_id, spec.label, created, chosen, overrides, disabled=bool(spec.disabled)))
     return out

@@ -117,8 +117,19 @@ def test_template_spec_rejects(body: dict[str, Any], fragment: str) -> None:
             DeviceSpec("d", (1,), overrides=(OverrideSpec("serial", None, 7, ((9, None),)),)),
         ),
         ({"label": "d", "templates": [1], "id": "68FD31"}, DeviceSpec("d", (1,), "68fd31")),
+        ({"label": "d", "templates": [1], "disabled": True}, DeviceSpec("d", (1,), disabled=True)),
+        ({"label": "d", "templates": [1], "disabled": False}, DeviceSpec("d", (1,), disabled=False)),
     ],
-    ids=["string-id", "int-ids-deduplicated", "empty-overrides", "dojot-overrides", "list-overrides", "explicit-id"],
+    ids=[
+        "string-id",
+        "int-ids-deduplicated",
+        "empty-overrides",
+        "dojot-overrides",
+        "list-overrides",
+        "explicit-id",
+        "disabled",
+        "enabled",
+    ],
 )
 def test_device_spec_parses(body: dict[str, Any], expected: DeviceSpec) -> None:
     assert DeviceSpec.parse(body) == expected
@@ -138,6 +149,16 @@ def test_device_spec_parses(body: dict[str, Any], expected: DeviceSpec) -> None:
         ({"label": "d", "templates": [1], "attrs": {"1": [{"id": "x"}]}}, "Unknown attribute 'x'"),
         ({"label": "d", "templates": [1], "id": "g1"}, "hexadecimal"),
         ({"label": "d", "templates": [1], "id": "1234567"}, "hexadecimal"),
+        (
+            {"label": "d", "templates": [1], "disabled": "true"},
+            'disabled must be a JSON boolean (true or false), got "true"',
+        ),
+        ({"label": "d", "templates": [1], "disabled": 1}, "disabled must be a JSON boolean (true or false), got 1"),
+        (
+            {"label": "d", "templates": [1], "disabled": None},
+            "disabled must be a JSON boolean (true or false), got null",
+        ),
+        ({"label": "d", "templates": [1], "disabled": ["x" * 100]}, "..."),
     ],
     ids=[
         "no-label",
@@ -151,6 +172,10 @@ def test_device_spec_parses(body: dict[str, Any], expected: DeviceSpec) -> None:
         "override-bad-id",
         "bad-hex",
         "too-long",
+        "disabled-string",
+        "disabled-number",
+        "disabled-null",
+        "disabled-long-value-shortened",
     ],
 )
 def test_device_spec_rejects(body: dict[str, Any], fragment: str) -> None:
@@ -217,7 +242,9 @@ def test_template_shape_follows_dojot() -> None:
 def test_device_shape_follows_dojot() -> None:
     device = Device("0998", "device_0", T0, (_thermometer(),))
     shape = device.to_dict()
-    assert set(shape) == {"id", "label", "created", "templates", "attrs"}
+    assert set(shape) == {"id", "label", "created", "templates", "attrs", "disabled"}
+    assert shape["disabled"] is False
+    assert Device("0998", "d", T0, disabled=True).to_dict()["disabled"] is True
     assert shape["templates"] == [1]
     assert list(shape["attrs"]) == ["1"]
     assert [a["label"] for a in shape["attrs"]["1"]] == ["temperature", "fan", "protocol"]
@@ -279,8 +306,21 @@ def test_attr_format_rejects() -> None:
         ({"sort_by": "label"}, Filter(sort="label")),
         ({"sort_by": "desc:created"}, Filter(sort="created", descending=True)),
         ({"sort_by": "asc:id"}, Filter(sort="id")),
+        ({"disabled": "true"}, Filter(disabled=True)),
+        ({"disabled": "false"}, Filter(disabled=False)),
+        ({"disabled": ""}, Filter()),
     ],
-    ids=["nothing", "label-and-attrs", "template-and-type", "sort", "sort-desc", "sort-asc"],
+    ids=[
+        "nothing",
+        "label-and-attrs",
+        "template-and-type",
+        "sort",
+        "sort-desc",
+        "sort-asc",
+        "only-disabled",
+        "only-enabled",
+        "disabled-empty",
+    ],
 )
 def test_filter_parses(kwargs: dict[str, Any], expected: Filter) -> None:
     args: dict[str, Any] = {"label": None, "attrs": [], "attr_type": None, "template": None, "sort_by": None}
@@ -295,8 +335,9 @@ def test_filter_parses(kwargs: dict[str, Any], expected: Filter) -> None:
         ({"template": "x"}, "template must be"),
         ({"sort_by": "color"}, "sortBy must be"),
         ({"sort_by": "up:label"}, "sortBy must be"),
+        ({"disabled": "maybe"}, "query parameter disabled must be true or false"),
     ],
-    ids=["attr-no-equals", "attr-no-label", "template-not-id", "sort-unknown", "sort-bad-direction"],
+    ids=["attr-no-equals", "attr-no-label", "template-not-id", "sort-unknown", "sort-bad-direction", "disabled-bad"],
 )
 def test_filter_rejects(kwargs: dict[str, Any], fragment: str) -> None:
     args: dict[str, Any] = {"label": None, "attrs": [], "attr_type": None, "template": None, "sort_by": None}
