@@ -63,6 +63,8 @@ class CommonSettings:
     jwt_public_key_file: str
     log_level: str
     bind_host: str
+    # The tenant whose administrators run the platform (process-wide operations such as a log level).
+    management_tenant: str = "admin"
 
     @classmethod
     def from_env(cls) -> CommonSettings:
@@ -72,6 +74,7 @@ class CommonSettings:
             jwt_public_key_file=env_str("ONDAS_JWT_PUBLIC_KEY_FILE", ".data/keys/jwt-public.pem"),
             log_level=env_str("ONDAS_LOG_LEVEL", "INFO"),
             bind_host=env_str("ONDAS_BIND_HOST", "127.0.0.1"),
+            management_tenant=env_str("ONDAS_MANAGEMENT_TENANT", "admin"),
         )
 
 

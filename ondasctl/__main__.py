@@ -226,6 +226,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if all_ok else 1
 
 
+def cmd_device_cert(args: argparse.Namespace) -> int:
+    """Issue a device client certificate signed by the platform CA (until x509_mgmt exists)."""
+    from ondas.errors import Invalid
+    from ondasctl.pki import issue_device_cert
+
+    pki_dir = _data_dir(args) / "pki"
+    try:
+        issued = issue_device_cert(
+            pki_dir, args.tenant, args.device_id, Path(args.out).resolve() if args.out else None, args.days
+        )
+    except Invalid as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"certificate  {issued.cert}")
+    print(f"private key  {issued.key}")
+    print(f"CA           {issued.ca}")
+    print(f"identity     {issued.cn}  (serial {issued.serial}, valid until {issued.not_after})")
+    print(
+        f"\nConnect:  mosquitto_pub -h localhost -p <mqtts port> --cafile {issued.ca} --cert {issued.cert} "
+        f"--key {issued.key} -t '{issued.cn}/attrs' -m '{{\"temperature\": 21}}'"
+    )
+    return 0
+
+
 def cmd_supervise(args: argparse.Namespace) -> int:
     from ondasctl.supervisor import run
 
@@ -245,8 +269,19 @@ def main(argv: list[str] | None = None) -> int:
     st = sub.add_parser("status", help="show every process and its health")
     st.add_argument("--format", choices=["table", "json"], default="table")
     sub.add_parser("supervise", help=argparse.SUPPRESS)
+    dc = sub.add_parser("device-cert", help="issue a device client certificate (CN <tenant>:<device-id>)")
+    dc.add_argument("tenant")
+    dc.add_argument("device_id", metavar="device-id")
+    dc.add_argument("--out", help="directory for cert.pem and key.pem (default: <data>/pki/devices/<tenant>/<id>)")
+    dc.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
     args = parser.parse_args(argv)
-    handlers = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "supervise": cmd_supervise}
+    handlers = {
+        "up": cmd_up,
+        "down": cmd_down,
+        "status": cmd_status,
+        "supervise": cmd_supervise,
+        "device-cert": cmd_device_cert,
+    }
     return handlers[args.command](args)
 
 

@@ -46,6 +46,7 @@ PORTS: dict[str, tuple[str, int]] = {
     "persister": ("ONDAS_PERSISTER_PORT", 8014),
     "mqtt_agent": ("ONDAS_MQTT_AGENT_PORT", 8015),
     "mqtt_agent_api": ("ONDAS_MQTT_AGENT_API_PORT", 8016),
+    "http_agent": ("ONDAS_HTTP_AGENT_PORT", 8017),
 }
 
 MQTT_MODES = ("unsecured", "credentials")

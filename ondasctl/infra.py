@@ -275,12 +275,20 @@ def dynsec_prepare(cfg: Config, state: Path) -> Path:
     return Path(found[-1])
 
 
+def mosquitto_pid_file(cfg: Config) -> Path:
+    """Where Mosquitto writes its PID: the MQTT agent signals it (SIGHUP) to reload the CRL."""
+    return cfg.run / "mosquitto.pid"
+
+
 def mosquitto_prepare(cfg: Config) -> None:
-    from ondasctl.pki import ensure_ca_and_server_cert
+    from ondasctl.pki import ensure_ca_and_server_cert, write_crl
 
     d = cfg.data_dir / "mosquitto"
     d.mkdir(parents=True, exist_ok=True)
+    cfg.run.mkdir(parents=True, exist_ok=True)
     ca, cert, key = ensure_ca_and_server_cert(cfg.data_dir / "pki", ["localhost", cfg.host])
+    # Rewritten at every start: always present (empty at first) and never past its nextUpdate.
+    crl = write_crl(cfg.data_dir / "pki")
     # Devices: a device may publish only on its own attrs topic and receive only its own config topic.
     (d / "devices.acl").write_text("pattern write %u/attrs\npattern read %u/config\n")
     # The agent (internal listener only): reads every device's attrs, writes every device's config.
@@ -307,6 +315,7 @@ def mosquitto_prepare(cfg: Config) -> None:
         "log_dest topic",
         "max_queued_messages 100000",
         "max_packet_size 2097152",
+        f"pid_file {mosquitto_pid_file(cfg)}",
     ]
     if IS_ROOT:
         lines.append("user root")
@@ -334,6 +343,8 @@ def mosquitto_prepare(cfg: Config) -> None:
         f"listener {cfg.ports['mqtts']} {cfg.host}",
         f"cafile {ca}\ncertfile {cert}\nkeyfile {key}",
         "require_certificate true\nuse_identity_as_username true",
+        "# Revoked device certificates (re-read on SIGHUP; the MQTT agent then ends their live sessions).",
+        f"crlfile {crl}",
         "allow_anonymous false",
         f"acl_file {d}/devices.acl",
         "",
@@ -342,6 +353,18 @@ def mosquitto_prepare(cfg: Config) -> None:
         "allow_anonymous false",
         f"password_file {passwd}",
         f"acl_file {d}/internal.acl",
+        *(
+            # Unsecured mode: no device listener has the dynamic security plugin, so it is loaded here, with
+            # only its administrator, for one command: disableClient ends every live session of a username on
+            # any listener (how the agent ends a revoked certificate's mutual-TLS sessions). One instance per
+            # broker: in credentials mode the device listener's serves.
+            [
+                f"plugin {dynsec_prepare(cfg, d / 'dynsec-internal.json')}",
+                f"plugin_opt_config_file {d}/dynsec-internal.json",
+            ]
+            if cfg.mqtt_mode == "unsecured"
+            else []
+        ),
         "",
     ]
     (d / "mosquitto.conf").write_text("\n".join(lines))

@@ -17,7 +17,13 @@ DATABASES = ["ondas_auth", "ondas_device_manager"]
 SERVICE_IDENTITY_ROOT = "service-master"
 
 # Host name of Kong service URLs (gateway/kong.yml) -> component whose port serves it locally.
-GATEWAY_UPSTREAMS = {"auth": "auth", "device-manager": "device_manager", "history": "history"}
+GATEWAY_UPSTREAMS = {
+    "auth": "auth",
+    "device-manager": "device_manager",
+    "history": "history",
+    "http-agent": "http_agent",
+    "mqtt-agent": "mqtt_agent_api",
+}
 
 
 def infra_specs(cfg: Config) -> list[ProcSpec]:
@@ -127,17 +133,33 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
                 "MQTT_AGENT_BROKER_USERNAME": infra.MQTT_AGENT_USER,
                 "MQTT_AGENT_BROKER_PASSWORD": cfg.secret("mqtt-agent"),
                 "MQTT_AGENT_DEVICE_MANAGER_URL": cfg.url("device_manager"),
-                # Credentials mode: the agent provisions device passwords and serves the credentials API.
+                # The credentials API, in both modes: device passwords are stored hashed in Redis for every agent
+                # (the HTTP agent verifies them); in credentials mode the broker's plugin gets them too.
+                "MQTT_AGENT_API_PORT": str(p["mqtt_agent_api"]),
+                "MQTT_AGENT_REDIS_URL": cfg.redis_url,
+                # The dynamic security plugin: on the device listener in credentials mode (device passwords), on
+                # the internal listener in unsecured mode (there only to end a removed device's sessions).
+                "MQTT_AGENT_DYNSEC_USERNAME": infra.MQTT_DYNSEC_ADMIN,
+                "MQTT_AGENT_DYNSEC_PASSWORD": cfg.secret("mqtt-dynsec"),
                 **(
-                    {
-                        "MQTT_AGENT_DYNSEC_PORT": str(p["mqtt"]),
-                        "MQTT_AGENT_DYNSEC_USERNAME": infra.MQTT_DYNSEC_ADMIN,
-                        "MQTT_AGENT_DYNSEC_PASSWORD": cfg.secret("mqtt-dynsec"),
-                        "MQTT_AGENT_API_PORT": str(p["mqtt_agent_api"]),
-                    }
+                    {"MQTT_AGENT_DYNSEC_PORT": str(p["mqtt"])}
                     if cfg.mqtt_mode == "credentials"
-                    else {}
+                    else {"MQTT_AGENT_DYNSEC_PORT": str(p["mqtt_internal"]), "MQTT_AGENT_DYNSEC_PASSWORDS": "off"}
                 ),
+                # A removed device's certificates are revoked (the platform CA's CRL; Mosquitto reloads it).
+                "MQTT_AGENT_PKI_DIR": str(cfg.data_dir / "pki"),
+                "MQTT_AGENT_BROKER_PID_FILE": str(infra.mosquitto_pid_file(cfg)),
+            },
+        ),
+        _service(
+            cfg,
+            "http-agent",
+            ["agents.http"],
+            "http_agent",
+            {
+                "HTTP_AGENT_HTTP_PORT": str(p["http_agent"]),
+                "HTTP_AGENT_DEVICE_MANAGER_URL": cfg.url("device_manager"),
+                "HTTP_AGENT_REDIS_URL": cfg.redis_url,
             },
         ),
     ]

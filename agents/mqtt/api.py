@@ -2,8 +2,10 @@
 
 ``POST /basic-auth/v1/devices/<device-id>/basic-credentials`` (Bearer token; the tenant is the token's) creates
 the device's password, or replaces it (the old one stops working and the device's live sessions end), and
-answers ``{"username": "<tenant>:<device-id>", "password": "..."}``. The password is shown this once: only
-Mosquitto's dynamic security plugin keeps it, hashed. The device must exist (404 otherwise).
+answers ``{"username": "<tenant>:<device-id>", "password": "..."}``. The password is shown this once and kept
+only hashed: by Mosquitto's dynamic security plugin (credentials mode) and, when the agent has a Redis URL, in
+the device credential store every agent reads (agents/core/credentials.py; the HTTP agent verifies it). With a
+store and no plugin (unsecured MQTT mode) only the store is written. The device must exist (404 otherwise).
 
 Served by a small threaded server inside the agent process (an administrative route, not a data path).
 """
@@ -21,6 +23,7 @@ from flask import Blueprint, Flask, Response, jsonify
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from agents.core.cache import DeviceCache
+from agents.core.credentials import CredentialStore
 from agents.core.payload import Drop, parse_device
 from agents.mqtt.provisioning import DynsecError, Provisioner, new_password
 from ondas.errors import NotFound, Unavailable
@@ -39,8 +42,9 @@ def build_app(
     health: Health,
     public_key: Callable[[], str],
     cache: DeviceCache,
-    provisioner: Provisioner,
+    provisioner: Provisioner | None,
     run: RunOnLoop,
+    credentials: CredentialStore | None = None,
 ) -> Flask:
     app = create_app(service, health, public_key=public_key, max_body_bytes=4096)
     bp = Blueprint("basic_auth", __name__)
@@ -55,10 +59,13 @@ def build_app(
         if cache.get(tenant, device_id) is None:
             raise NotFound(f"device {device_id!r} not found")
         password = new_password()
-        try:
-            run(provisioner.set_password(ref.username, password))
-        except DynsecError as exc:
-            raise Unavailable(f"the broker refused the credentials: {exc.error}") from exc
+        if provisioner is not None:
+            try:
+                run(provisioner.set_password(ref.username, password))
+            except DynsecError as exc:
+                raise Unavailable(f"the broker refused the credentials: {exc.error}") from exc
+        if credentials is not None:
+            credentials.set_password(ref.tenant, ref.device_id, password)  # Unavailable (503) when Redis is away
         log.info("device credentials generated", extra={"device": device_id})
         return jsonify({"username": ref.username, "password": password}), 200
 

@@ -13,12 +13,14 @@ import logging
 import threading
 
 from agents.core.cache import CacheWarmer, DeviceCache, fetch_device
+from agents.core.credentials import CredentialStore
 from agents.mqtt.api import ApiServer, build_app, run_on
 from agents.mqtt.bridge import AttrsBridge
 from agents.mqtt.broker import MqttConnection
 from agents.mqtt.commands import DeviceEventHandler
 from agents.mqtt.liveness import LOG_TOPIC, LivenessBridge
 from agents.mqtt.provisioning import Dynsec, DynsecError, Provisioner
+from agents.mqtt.revocation import removal_handler, revoker_from_settings
 from agents.mqtt.settings import Settings
 from ondas.authn import load_public_key
 from ondas.errors import Unavailable
@@ -57,7 +59,7 @@ class MqttAgent:
             raise Unavailable("the MQTT publish did not complete in time", topic=topic) from exc
 
     def remove_sync(self, username: str) -> None:
-        """Credentials mode: end a removed device's sessions and delete its credentials (consumer thread)."""
+        """End a removed device's sessions on every listener and delete its credentials (consumer thread)."""
         loop, provisioner = self._loop, self._provisioner
         if loop is None or provisioner is None or not provisioner.ready:
             raise Unavailable("the dynamic security plugin is not reachable yet")
@@ -82,7 +84,12 @@ class MqttAgent:
             group_id=CONSUMER_GROUP,
             topics=[],
             handler=per_message(
-                DeviceEventHandler(self.cache, self.publish_sync, self.remove_sync if s.dynsec_port else None)
+                DeviceEventHandler(
+                    self.cache,
+                    self.publish_sync,
+                    # Certificates revoked (CRL, broker reload), then sessions ended and the password forgotten.
+                    removal_handler(revoker_from_settings(s), self.remove_sync if s.dynsec_port else None),
+                )
             ),
         )
         warmer = CacheWarmer(
@@ -141,16 +148,20 @@ class MqttAgent:
             if s.dynsec_port
             else None
         )
+        # Device credentials are also written, hashed, where every agent reads them (agents/core/credentials.py).
+        credentials = CredentialStore.from_url(s.redis_url) if s.redis_url else None
         api: ApiServer | None = None
-        if dynsec is not None and s.api_port:
+        if (dynsec is not None or credentials is not None) and s.api_port:
             api = ApiServer(
                 build_app(
                     SERVICE,
                     self.health,
                     lambda: load_public_key(s.common.jwt_public_key_file),
                     self.cache,
-                    Provisioner(dynsec),
+                    # Device passwords go to the plugin only where it checks them (not when it only ends sessions).
+                    Provisioner(dynsec) if dynsec is not None and s.dynsec_passwords else None,
                     run_on(self._loop),
+                    credentials,
                 ),
                 s.common.bind_host,
                 s.api_port,
@@ -161,6 +172,8 @@ class MqttAgent:
             self.health.add_check("mqtt-liveness", lambda: live.connected)
         if dynsec is not None:
             self.health.add_check("dynamic-security", lambda: dynsec.connected)
+        if credentials is not None:
+            self.health.add_check("credential-store", credentials.ping)
         self.health.add_check("tenancy", lambda: tracker.ready)
         self.health.add_check("device-cache", lambda: warmer.warmed)
         self.health.add_check("device-events", lambda: consumer_thread.is_alive() and consumer.ready.is_set())
@@ -194,6 +207,8 @@ class MqttAgent:
                 api.stop()
             if dynsec is not None and dynsec.connected:
                 await dynsec.stop()
+            if credentials is not None:
+                credentials.close()
             tracker.stop()
             warmer.stop()
             producer.flush()

@@ -8,8 +8,17 @@ are matched by ``correlationData``.
 - A device's MQTT username is its identity ``<tenant>:<device-id>``; its password is generated here
   (:func:`new_password`), set with ``createClient`` (or ``setClientPassword`` when the device already has one:
   the old password stops working and live sessions of the device are ended), and shown once to the caller.
-- A removed device: ``disableClient`` (the broker ends its live sessions at once, whatever the listener) then
-  ``deleteClient`` (its password is gone: it cannot log in again).
+- Ending a device's sessions: ``disableClient`` makes the broker end every live session whose username is the
+  device's identity, on every listener (password logins and mutual-TLS logins, whose username is the
+  certificate CN), but only for a client the plugin knows. So the client is first created (``createClient``
+  with a random password nobody learns; "already exists" is fine), then disabled.
+- A removed device: its sessions are ended that way, then ``deleteClient`` (its password is gone: it cannot
+  log in with one again). A disabled device (:meth:`Provisioner.disable`) keeps a disabled client: password
+  logins are refused until it is enabled again. Neither stops a certificate login: that is the CRL's job
+  (agents/mqtt/revocation.py), done before the sessions are ended.
+
+The plugin lives on one listener per broker: the device listener in credentials mode, the internal listener in
+unsecured mode (only the administrator is known there, only to end sessions).
 """
 
 from __future__ import annotations
@@ -148,12 +157,16 @@ class Provisioner:
             raise DynsecError("createClient", str(error))
         log.info("device credentials set", extra={"username": username})
 
+    async def disable(self, username: str) -> None:
+        """End every live session of ``username`` (any listener, any login) and refuse its password logins."""
+        answers = await self._dynsec.run(_end_sessions(username))
+        _raise_first([a for a in answers if a.get("error") != EXISTS])
+        log.info("device disabled, sessions ended", extra={"username": username})
+
     async def remove(self, username: str) -> None:
-        """End the device's live sessions and forget its password (nothing to do when it has none)."""
-        answers = await self._dynsec.run(
-            [{"command": "disableClient", "username": username}, {"command": "deleteClient", "username": username}]
-        )
-        _raise_first([a for a in answers if a.get("error") != NOT_FOUND])
+        """End every live session of ``username`` (any listener, any login) and forget its password."""
+        answers = await self._dynsec.run([*_end_sessions(username), {"command": "deleteClient", "username": username}])
+        _raise_first([a for a in answers if a.get("error") not in (EXISTS, NOT_FOUND)])
         log.info("device credentials removed, sessions ended", extra={"username": username})
 
     async def exists(self, username: str) -> bool:
@@ -162,6 +175,15 @@ class Provisioner:
             return False
         _raise_first([answer])
         return True
+
+
+def _end_sessions(username: str) -> list[dict[str, Any]]:
+    """Commands that end every live session of ``username``: disableClient kicks only a client the plugin
+    knows, so one is created first when there is none (with a password nobody learns)."""
+    return [
+        {"command": "createClient", "username": username, "password": new_password()},
+        {"command": "disableClient", "username": username},
+    ]
 
 
 def _raise_first(answers: list[dict[str, Any]]) -> None:

@@ -26,13 +26,24 @@ class Settings:
     max_depth: int
     # Publish online/offline events from the broker's connection log. On exactly one agent process.
     liveness: bool
-    # Credentials mode: the device listener whose dynamic security plugin keeps device passwords (0: the
-    # broker is in unsecured mode, no credentials), and its administrator.
+    # The listener whose dynamic security plugin the agent administers (0: none), and its administrator. In
+    # credentials mode the device listener (device passwords); in unsecured mode the internal listener, used only
+    # to end a removed device's live sessions.
     dynsec_port: int
     dynsec_username: str
     dynsec_password: str
+    # Whether device passwords are set in that plugin (off: it only ends sessions; the unsecured mode's).
+    dynsec_passwords: bool
     # The credentials API (0: off).
     api_port: int
+    # Where device credentials are also stored, hashed, for the other agents (agents/core/credentials.py);
+    # empty: nowhere. With it, the credentials API is served in unsecured mode too (HTTP devices need passwords).
+    redis_url: str
+    # Certificate revocation (mutual-TLS devices, see revocation.py): the CA directory with the issued-certificate
+    # records (empty: off), the CRL Mosquitto's mutual-TLS listener reads, and Mosquitto's pid file (SIGHUP).
+    pki_dir: str
+    crl_file: str
+    broker_pid_file: str
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -53,5 +64,10 @@ class Settings:
             dynsec_port=env_int("MQTT_AGENT_DYNSEC_PORT", 0, minimum=0),
             dynsec_username=env_str("MQTT_AGENT_DYNSEC_USERNAME", "ondas-dynsec"),
             dynsec_password=env_str("MQTT_AGENT_DYNSEC_PASSWORD", "-"),
+            dynsec_passwords=env_choice("MQTT_AGENT_DYNSEC_PASSWORDS", ("on", "off"), "on") == "on",
             api_port=env_int("MQTT_AGENT_API_PORT", 0, minimum=0),
+            redis_url=env_str("MQTT_AGENT_REDIS_URL", ""),
+            pki_dir=env_str("MQTT_AGENT_PKI_DIR", ""),
+            crl_file=env_str("MQTT_AGENT_CRL_FILE", ""),
+            broker_pid_file=env_str("MQTT_AGENT_BROKER_PID_FILE", ""),
         )

@@ -51,6 +51,7 @@ PUBLIC_REQUESTS: dict[str, tuple[str, dict[str, Any] | None]] = {
     "auth-revoke": ("POST", None),
     "auth-password": ("POST", {"oldpasswd": "a", "newpasswd": "b"}),
     "auth-tenants": ("GET", None),
+    "http-agent": ("POST", None),
 }
 
 

@@ -10,7 +10,13 @@ from ondasctl.gateway import KongConfigError, Route, load_routes, render_nginx
 pytestmark = pytest.mark.unit
 
 KONG = Path(__file__).resolve().parents[3] / "gateway" / "kong.yml"
-UPSTREAMS = {"auth": "127.0.0.1:1", "device-manager": "127.0.0.1:2", "history": "127.0.0.1:3"}
+UPSTREAMS = {
+    "auth": "127.0.0.1:1",
+    "device-manager": "127.0.0.1:2",
+    "history": "127.0.0.1:3",
+    "http-agent": "127.0.0.1:4",
+    "mqtt-agent": "127.0.0.1:5",
+}
 
 
 def render(kong_file: Path = KONG, **kw) -> str:
@@ -66,6 +72,14 @@ ROUTES = load_routes(KONG)
         ("/import", "device-manager", True, "/import"),
         ("/history/device/ab12/history", "history", True, "/device/ab12/history"),
         ("/device/ab12/latest", "history", True, "/device/ab12/latest"),
+        # Devices authenticate at the HTTP agent with their own credentials: a public route.
+        ("/http-agent/v1/incoming-messages", "http-agent", False, "/http-agent/v1/incoming-messages"),
+        (
+            "/http-agent/v1/incoming-messages/create-many",
+            "http-agent",
+            False,
+            "/http-agent/v1/incoming-messages/create-many",
+        ),
     ],
 )
 def test_route_table_of_the_seed(path, service, protected, upstream):
@@ -126,6 +140,10 @@ def test_protected_routes_delegate_to_auth_and_public_ones_do_not():
     login = _block(conf, 'location ~ "^/auth/?$"')
     assert "auth_request" not in login
     assert 'proxy_set_header X-Ondas-Tenant "";' in login, "a client cannot name the caller on public routes"
+    device_data = _block(conf, "location /http-agent/v1/incoming-messages")
+    assert "auth_request" not in device_data, "devices authenticate at the HTTP agent, not with a user token"
+    assert 'proxy_set_header X-Ondas-Tenant "";' in device_data
+    assert "proxy_pass http://up_http_agent;" in device_data
     pdp = _block(conf, "location = /_ondas_pdp_http___auth_5000_pdp_gateway")
     assert "internal;" in pdp
     assert "proxy_pass http://up_auth/pdp/gateway;" in pdp

@@ -1,0 +1,191 @@
+"""The one place that wires the HTTP agent together.
+
+Process model: gunicorn with ONE worker process (gthread) serving requests on ``HTTP_AGENT_THREADS`` threads.
+Everything with a connection or a thread (Kafka producer, device-events consumer, tenancy tracker, cache warmer,
+Redis clients, the credential-change listener and the liveness sweeper) is built in the worker, after the fork,
+when gunicorn loads the app (:func:`create_worker_app`), and stopped when the worker exits. One process keeps
+per-device order (a device lock in the process), the Prometheus counters and the device cache whole; to scale
+out, run more agent instances: credentials and last-seen times are in Redis, and each instance follows every
+device event (a consumer group of its own).
+
+Start-up inside the worker: health routes answer at once; tenancy is learnt from auth (retried until auth
+answers), each tenant's device cache is warmed from the device manager before its device events are consumed,
+and ``/health/ready`` turns 200 when tenancy, caches, device events and Redis are all up. A request that
+arrives while its tenant's cache is still warming is answered 503 (retry), never judged on a cold cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+
+import redis
+from flask import Flask
+
+from agents.core.cache import CacheWarmer, DeviceCache, fetch_device
+from agents.core.credentials import CredentialStore
+from agents.core.stats import Statistics
+from agents.http.api import build_app
+from agents.http.consumers import DeviceEventHandler
+from agents.http.liveness import LastSeen, Liveness
+from agents.http.service import Ingest
+from agents.http.settings import Settings
+from ondas.authn import load_public_key
+from ondas.health import Health
+from ondas.kafka import ConsumerLoop, close_producer, get_producer, per_message
+from ondas.tenancy import TenancyTracker
+from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS, device_events
+
+log = logging.getLogger("agents.http.app")
+
+SERVICE = "http-agent"
+
+
+class HttpAgent:
+    """The agent's runtime in one worker process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.health = Health(SERVICE)
+        self.cache = DeviceCache()
+        self.stats = Statistics()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._ingest: Ingest | None = None
+        self._tracker: TenancyTracker | None = None
+        self._warmer: CacheWarmer | None = None
+        self._consumer: ConsumerLoop | None = None
+        self._credentials: CredentialStore | None = None
+
+    @property
+    def ingest(self) -> Ingest:
+        if self._ingest is None:
+            raise RuntimeError("the HTTP agent is not started")
+        return self._ingest
+
+    def start(self) -> None:
+        s = self.settings
+        producer = get_producer(s.common.kafka_bootstrap)
+        credentials = CredentialStore.from_url(s.redis_url, cache_ttl=s.credentials_cache_s)
+        self._credentials = credentials
+        liveness = (
+            Liveness(LastSeen(redis_client(s.redis_url)), producer, s.liveness_timeout_s)
+            if s.liveness_timeout_s > 0
+            else None
+        )
+        # Every instance follows every device event: a consumer group of its own.
+        group = f"{SERVICE}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        consumer = ConsumerLoop(
+            name=SERVICE,
+            bootstrap=s.common.kafka_bootstrap,
+            group_id=group,
+            topics=[],
+            handler=per_message(DeviceEventHandler(self.cache, credentials, liveness, self.stats)),
+        )
+        warmer = CacheWarmer(
+            self.cache,
+            s.device_manager_url,
+            on_warmed=lambda tenants: consumer.set_topics(device_events(t) for t in tenants),
+        )
+        tracker = TenancyTracker(
+            service=SERVICE,
+            auth_url=s.common.auth_url,
+            bootstrap=s.common.kafka_bootstrap,
+            subjects=[DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS],
+            on_change=warmer.set_tenants,
+        )
+        self._consumer, self._warmer, self._tracker = consumer, warmer, tracker
+        self._ingest = Ingest(
+            cache=self.cache,
+            credentials=credentials,
+            producer=producer,
+            liveness=liveness,
+            lookup=lambda tenant, device_id: fetch_device(s.device_manager_url, tenant, device_id),
+            warming=lambda: not (tracker.ready and warmer.warmed),
+            publish_timeout_s=s.publish_timeout_s,
+        )
+        consumer_thread = self._thread("device-events", consumer.run)
+        self.health.add_check("tenancy", lambda: tracker.ready)
+        self.health.add_check("device-cache", lambda: warmer.warmed)
+        self.health.add_check("device-events", lambda: consumer_thread.is_alive() and consumer.ready.is_set())
+        self.health.add_check("redis", credentials.ping)
+        self.health.add_check("credential-changes", credentials.listening.is_set)
+        warmer.start()
+        self._thread("credential-changes", lambda: credentials.listen(self._stop))
+        self._thread("tenancy-start", self._start_tracker)
+        if liveness is not None:
+            self._thread("liveness-sweeper", lambda: liveness.run(lambda: self.cache.tenants(), self._stop))
+        log.info("HTTP agent started", extra={"pid": os.getpid()})
+
+    def _thread(self, name: str, target: object) -> threading.Thread:
+        assert callable(target)
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return thread
+
+    def _start_tracker(self) -> None:
+        """Learn the tenants from auth, retrying until it answers (the agent is not ready meanwhile)."""
+        assert self._tracker is not None
+        while not self._stop.is_set():
+            try:
+                self._tracker.start()
+                return
+            except Exception as exc:  # noqa: BLE001  (auth or Kafka not reachable yet)
+                log.warning("tenancy not available yet, retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
+                self._stop.wait(2.0)
+
+    def stop(self) -> None:
+        log.info("HTTP agent stopping")
+        self._stop.set()
+        if self._consumer is not None:
+            self._consumer.stop()
+        if self._tracker is not None:
+            self._tracker.stop()
+        if self._warmer is not None:
+            self._warmer.stop()
+        for thread in self._threads:
+            thread.join(10)
+        close_producer()
+        if self._credentials is not None:
+            self._credentials.close()
+        log.info("HTTP agent stopped")
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A Redis client of its own for last-seen times (the credential store keeps its own)."""
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30)
+
+
+_agent: HttpAgent | None = None
+
+
+def create_worker_app(settings: Settings) -> Flask:
+    """Build and start the agent in this (worker) process and return its WSGI app."""
+    global _agent
+    agent = HttpAgent(settings)
+    app = build_app(
+        SERVICE,
+        agent.health,
+        lambda: agent.ingest,
+        max_body_bytes=settings.max_body_bytes,
+        max_depth=settings.max_depth,
+        max_batch=settings.max_batch,
+        stats=agent.stats,
+        cache=agent.cache,
+        public_key=lambda: load_public_key(settings.common.jwt_public_key_file),
+        management_tenant=settings.common.management_tenant,
+    )
+    agent.start()
+    _agent = agent
+    return app
+
+
+def stop_worker_agent() -> None:
+    global _agent
+    if _agent is not None:
+        _agent.stop()
+        _agent = None

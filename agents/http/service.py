@@ -1,0 +1,196 @@
+"""The HTTP agent's rules: who is posting, whether it may, and publishing what it posted.
+
+Order of checks (each refusal is a :class:`~agents.core.payload.Drop`, see messages.STATUS):
+
+1. credentials (``Authorization: Basic``): missing or malformed -> 401, wrong password, unknown device or a
+   device of another tenant -> 401 (the answer never says which, so nothing can be probed without a password);
+2. the tenant is served (403 ``tenant_disabled``), asked only once the password was right;
+3. the device exists in the device cache, or the device manager knows it (404 ``unknown_device``);
+4. the body (400/413/422, see messages.py), then the attribute policy of the agent core.
+
+Per-device order: a message is prepared and handed to the (idempotent) producer while holding its device's
+lock, so messages of one device reach Kafka in the order they were accepted; the request then waits, without
+the lock, until Kafka accepted them, and is answered only after that.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+from agents.core.cache import Device, DeviceCache
+from agents.core.credentials import CredentialStore
+from agents.core.payload import DeviceRef, Drop, attribute_types
+from agents.http.liveness import Liveness
+from agents.http.messages import Message, device_data, parse_credentials
+from agents.http.metrics import PUBLISHED, UNKNOWN_ATTRS, UNKNOWN_TENANT
+from ondas.errors import Unavailable
+from ondas.kafka import Producer
+from ondas.log import bind
+from ondas.timestamps import now_ms
+from ondas.topics import device_data as device_data_topic
+
+log = logging.getLogger("agents.http.service")
+
+_STRIPES = 256
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated device of a served tenant."""
+
+    ref: DeviceRef
+    device: Device
+
+
+@dataclass
+class Outcome:
+    """What became of one message: published (``drop`` None) or refused."""
+
+    drop: Drop | None = None
+
+
+class Ingest:
+    def __init__(
+        self,
+        *,
+        cache: DeviceCache,
+        credentials: CredentialStore,
+        producer: Producer,
+        liveness: Liveness | None,
+        lookup: Callable[[str, str], Device | None] | None,
+        warming: Callable[[], bool],
+        publish_timeout_s: float,
+        clock: Callable[[], int] = now_ms,
+        absent_ttl: float = 2.0,
+    ) -> None:
+        self._cache = cache
+        self._credentials = credentials
+        self._producer = producer
+        self._liveness = liveness
+        self._lookup = lookup
+        self._warming = warming
+        self._timeout = publish_timeout_s
+        self._clock = clock
+        self._absent_ttl = absent_ttl
+        self._absent: dict[tuple[str, str], float] = {}
+        self._locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._last_ms: dict[tuple[str, str], int] = {}
+
+    def tenant_label(self, tenant: str | None) -> str:
+        return tenant if tenant and self._cache.has_tenant(tenant) else UNKNOWN_TENANT
+
+    # -- who -----------------------------------------------------------------------------------------------
+    def authenticate(self, authorization: str | None) -> Caller:
+        ref, password = parse_credentials(authorization)
+        if not self._credentials.verify(ref.tenant, ref.device_id, password):
+            raise Drop("bad_credentials", "wrong username or password")
+        if not self._cache.has_tenant(ref.tenant):
+            if self._warming():
+                raise Unavailable("the agent is starting; retry shortly")
+            raise Drop("tenant_disabled", f"tenant {ref.tenant!r} is not served")
+        device = self._cache.get(ref.tenant, ref.device_id) or self._look_up(ref)
+        if device is None:
+            raise Drop("unknown_device", f"device {ref.device_id!r} does not exist in tenant {ref.tenant!r}")
+        if device.get("disabled") is True:
+            raise Drop("device_disabled", f"device {ref.device_id!r} is disabled in the device manager")
+        return Caller(ref, device)
+
+    def _look_up(self, ref: DeviceRef) -> Device | None:
+        """A device the cache does not know yet (its create event may still be on its way)."""
+        key = (ref.tenant, ref.device_id)
+        if self._lookup is None or self._absent.get(key, 0.0) > time.monotonic():
+            return None
+        try:
+            device = self._lookup(ref.tenant, ref.device_id)
+        except Exception as exc:  # noqa: BLE001  (device manager unreachable: judged on the cache alone)
+            with bind(tenant=ref.tenant, device=ref.device_id):
+                log.warning("device lookup failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            return None
+        if device is None or not self._cache.put(ref.tenant, device):
+            now = time.monotonic()
+            self._absent[key] = now + self._absent_ttl
+            if len(self._absent) > 10_000:
+                self._absent = {k: t for k, t in self._absent.items() if t > now}
+            return None
+        return self._cache.get(ref.tenant, ref.device_id)
+
+    def seen(self, caller: Caller) -> Future[Any] | None:
+        """Liveness: the delivery of an ``online`` event when this request brought the device online."""
+        if self._liveness is None:
+            return None
+        try:
+            return self._liveness.seen(caller.ref.tenant, caller.ref.device_id)
+        except Unavailable as exc:  # liveness is best effort: the device's data still goes through
+            with bind(tenant=caller.ref.tenant, device=caller.ref.device_id):
+                log.warning("last-seen time not recorded", extra={"error": exc.message})
+            return None
+
+    def online_failed(self, caller: Caller) -> None:
+        if self._liveness is not None:
+            self._liveness.online_failed(caller.ref.tenant, caller.ref.device_id)
+
+    # -- what ----------------------------------------------------------------------------------------------
+    def publish(self, caller: Caller, items: list[Message | Drop]) -> list[Outcome]:
+        """Publish the valid messages in order and wait until Kafka accepted them (raises Unavailable when it
+        did not in time); one outcome per item, refusals included."""
+        ref = caller.ref
+        types = attribute_types(caller.device)
+        outcomes: list[Outcome] = []
+        deliveries: list[Future[Any]] = []
+        with self._lock(ref):
+            for item in items:
+                if isinstance(item, Drop):
+                    outcomes.append(Outcome(item))
+                    continue
+                try:
+                    data, unknown = device_data(ref, item, types, self._reception_time(ref))
+                except Drop as drop:
+                    outcomes.append(Outcome(drop))
+                    continue
+                if unknown:
+                    UNKNOWN_ATTRS.labels(ref.tenant).inc(len(unknown))
+                deliveries.append(self._send(ref, data.to_bytes()))
+                outcomes.append(Outcome())
+        self._wait(ref, deliveries)
+        PUBLISHED.labels(ref.tenant).inc(len(deliveries))
+        return outcomes
+
+    def _lock(self, ref: DeviceRef) -> threading.Lock:
+        return self._locks[zlib.crc32(ref.username.encode()) % _STRIPES]
+
+    def _reception_time(self, ref: DeviceRef) -> int:
+        """Agent time in ms, strictly increasing per device (called under the device's lock)."""
+        key = (ref.tenant, ref.device_id)
+        now = max(self._clock(), self._last_ms.get(key, 0) + 1)
+        self._last_ms[key] = now
+        return now
+
+    def _send(self, ref: DeviceRef, value: bytes) -> Future[Any]:
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("content-type", "application/json"),
+            ("ondas-tenant", ref.tenant),
+            ("ondas-device", ref.device_id),
+        ]
+        return self._producer.send(device_data_topic(ref.tenant), value, key=ref.device_id, headers=headers)
+
+    def _wait(self, ref: DeviceRef, deliveries: list[Future[Any]]) -> None:
+        deadline = time.monotonic() + self._timeout
+        for delivery in deliveries:
+            try:
+                delivery.result(max(0.0, deadline - time.monotonic()))
+            except FutureTimeout as exc:
+                raise Unavailable(
+                    "Kafka did not accept the message in time; retry", tenant=ref.tenant, device=ref.device_id
+                ) from exc
+            except Unavailable:
+                raise
+            except Exception as exc:  # a produce error other than the producer's own
+                raise Unavailable(f"Kafka did not accept the message: {exc}; retry") from exc

@@ -1,0 +1,54 @@
+"""Settings of the HTTP agent, read from the environment in this one place (prefix ``HTTP_AGENT_``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ondas.settings import CommonSettings, SettingsError, env_float, env_int, env_str
+
+
+@dataclass(frozen=True)
+class Settings:
+    common: CommonSettings
+    http_port: int
+    # One gunicorn worker process (gthread) serves every request with this many threads; see app.py.
+    threads: int
+    device_manager_url: str
+    # Where device credentials live (agents/core/credentials.py) and where last-seen times are kept.
+    redis_url: str
+    # Request bodies larger than this are refused with 413 before they are read.
+    max_body_bytes: int
+    # The same depth limit as the MQTT agent's, applied to each message's ``data`` object.
+    max_depth: int
+    # create-many: at most this many messages in one request.
+    max_batch: int
+    # How long a request waits for Kafka to accept its messages before it is answered 503.
+    publish_timeout_s: float
+    # A device that sent nothing for this long is announced offline (reason ``timeout``); 0: no liveness.
+    liveness_timeout_s: float
+    # How long a verified password is remembered in the process (agents/core/credentials.py).
+    credentials_cache_s: float
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        settings = cls(
+            common=CommonSettings.from_env(),
+            http_port=env_int("HTTP_AGENT_HTTP_PORT", 8017, minimum=1),
+            threads=env_int("HTTP_AGENT_THREADS", 16, minimum=1),
+            device_manager_url=env_str("HTTP_AGENT_DEVICE_MANAGER_URL", "http://127.0.0.1:8011"),
+            redis_url=env_str("HTTP_AGENT_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            max_body_bytes=env_int("HTTP_AGENT_MAX_BODY_BYTES", 262144, minimum=64),
+            max_depth=env_int("HTTP_AGENT_MAX_JSON_DEPTH", 32, minimum=1),
+            max_batch=env_int("HTTP_AGENT_MAX_BATCH_ITEMS", 64, minimum=1),
+            publish_timeout_s=env_float("HTTP_AGENT_PUBLISH_TIMEOUT", 10.0),
+            liveness_timeout_s=env_float("HTTP_AGENT_LIVENESS_TIMEOUT", 300.0),
+            credentials_cache_s=env_float("HTTP_AGENT_CREDENTIALS_CACHE_SECONDS", 10.0),
+        )
+        for name, value in (
+            ("HTTP_AGENT_PUBLISH_TIMEOUT", settings.publish_timeout_s),
+            ("HTTP_AGENT_LIVENESS_TIMEOUT", settings.liveness_timeout_s),
+            ("HTTP_AGENT_CREDENTIALS_CACHE_SECONDS", settings.credentials_cache_s),
+        ):
+            if value < 0:
+                raise SettingsError(f"setting {name} must not be negative, got {value}")
+        return settings

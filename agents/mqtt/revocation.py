@@ -1,0 +1,121 @@
+"""Certificate revocation for mutual-TLS devices: a removed (or, later, disabled) device's certificates must stop
+working at once.
+
+Mosquitto checks client certificates against the CA's CRL (``crlfile`` of the mutual-TLS listener), re-reads it
+only on SIGHUP, and a reload leaves live sessions up. So revoking an identity ``<tenant>:<device-id>`` is:
+
+1. mark every certificate issued to it as revoked in the CA's records and rewrite the CRL (ondasctl.pki, until a
+   dedicated certificate authority service exists);
+2. SIGHUP Mosquitto (its PID from its pid file), so new handshakes with those certificates fail;
+3. end the live sessions: the caller does that through the dynamic security plugin (Provisioner.disable or
+   Provisioner.remove), after this step, so a kicked device cannot reconnect with the old CRL.
+
+Everything here is blocking file work: it runs on the device-events consumer thread. Failures raise
+Unavailable, so the event is retried rather than committed with the device still able to connect.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client import Counter
+
+from agents.mqtt.settings import Settings
+from ondas.errors import Unavailable
+from ondas.settings import SettingsError
+from ondasctl.pki import CRL_FILE, revoke_identity
+
+log = logging.getLogger("agents.mqtt.revocation")
+
+REVOKED = Counter("mqtt_agent_certificates_revoked_total", "Device certificates revoked (added to the CRL)", ["tenant"])
+BROKER_PROCESS_NAME = "mosquitto"
+
+
+class CertificateRevoker:
+    def __init__(self, pki_dir: Path, crl_file: Path, broker_pid_file: Path) -> None:
+        self._pki_dir = pki_dir
+        self._crl_file = crl_file
+        self._pid_file = broker_pid_file
+
+    def revoke(self, identity: str) -> bool:
+        """Revoke every certificate of ``identity`` and make the broker reload the CRL. True when ``identity``
+        ever had a certificate (its live sessions must then be ended); False leaves the broker alone."""
+        tenant = identity.partition(":")[0]
+        try:
+            newly, every = revoke_identity(self._pki_dir, identity, self._crl_file)
+        except (OSError, ValueError) as exc:
+            raise Unavailable(f"cannot revoke the certificates of {identity}: {exc}") from exc
+        if not every:
+            return False
+        if newly:
+            REVOKED.labels(tenant).inc(len(newly))
+            log.info("device certificates revoked", extra={"serials": newly, "crl": str(self._crl_file)})
+        self.reload_broker()
+        return True
+
+    def reload_broker(self) -> None:
+        """SIGHUP Mosquitto: it re-reads its configuration, the CRL with it."""
+        try:
+            pid = int(self._pid_file.read_text().strip())
+        except (OSError, ValueError) as exc:
+            raise Unavailable(f"cannot read the broker's PID from {self._pid_file}: {exc}") from exc
+        # A stale pid file must not make us signal an unrelated process (checked where /proc exists).
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip() if Path("/proc/self").exists() else None
+        except OSError:
+            name = ""
+        if name is not None and name != BROKER_PROCESS_NAME:
+            raise Unavailable(f"process {pid} of {self._pid_file} is not {BROKER_PROCESS_NAME} (got {name!r})")
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except OSError as exc:
+            raise Unavailable(f"cannot signal the broker (pid {pid}): {exc}") from exc
+        log.info("broker asked to reload its CRL", extra={"pid": pid})
+
+
+def revoker_from_settings(settings: Settings) -> CertificateRevoker | None:
+    """The revoker the settings ask for (None: revocation off), logging which at start."""
+    if not settings.pki_dir:
+        log.info("certificate revocation off (MQTT_AGENT_PKI_DIR is not set): removed devices keep their certificates")
+        return None
+    if not settings.broker_pid_file:
+        raise SettingsError("MQTT_AGENT_BROKER_PID_FILE is required when MQTT_AGENT_PKI_DIR is set")
+    pki_dir = Path(settings.pki_dir)
+    crl_file = Path(settings.crl_file) if settings.crl_file else pki_dir / CRL_FILE
+    log.info(
+        "certificate revocation on",
+        extra={"pki_dir": str(pki_dir), "crl": str(crl_file), "broker_pid_file": settings.broker_pid_file},
+    )
+    if not settings.dynsec_port:
+        log.warning(
+            "no dynamic security connection (MQTT_AGENT_DYNSEC_PORT): a revoked certificate cannot open new "
+            "sessions, but its live sessions stay up until they end"
+        )
+    return CertificateRevoker(pki_dir, crl_file, Path(settings.broker_pid_file))
+
+
+def removal_handler(
+    revoker: CertificateRevoker | None, end_sessions: Callable[[str], None] | None
+) -> Callable[[str], None] | None:
+    """What a removed device's identity goes through: its certificates revoked and the broker reloaded first,
+    then its live sessions ended and its password forgotten (``end_sessions``). The sessions are ended even
+    when revocation failed (the failure is raised afterwards, so the event is retried)."""
+    if revoker is None:
+        return end_sessions
+
+    def on_remove(identity: str) -> None:
+        failure: Unavailable | None = None
+        try:
+            revoker.revoke(identity)
+        except Unavailable as exc:
+            failure = exc
+        if end_sessions is not None:
+            end_sessions(identity)
+        if failure is not None:
+            raise failure
+
+    return on_remove
