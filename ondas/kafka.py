@@ -38,6 +38,11 @@ log = logging.getLogger("ondas.kafka")
 PRODUCED = Counter("ondas_kafka_produced_messages_total", "Messages the broker accepted", ["topic"])
 PRODUCE_ERRORS = Counter("ondas_kafka_produce_errors_total", "Messages the broker did not accept", ["topic"])
 CONSUMED = Counter("ondas_kafka_consumed_messages_total", "Messages handled and committed", ["group", "topic"])
+OFFSET_GAPS = Counter(
+    "ondas_kafka_offset_gaps_total",
+    "Fetches that skipped offsets of a partition: re-read from the first missing offset, or accepted as a real gap",
+    ["group", "outcome"],
+)
 HANDLER_ERRORS = Counter(
     "ondas_kafka_handler_errors_total", "Handler failures by the policy applied", ["group", "policy"]
 )
@@ -197,6 +202,46 @@ class StopConsuming(Exception):
     """Raised out of :meth:`ConsumerLoop.run` when a handler error has the STOP policy."""
 
 
+Partition = tuple[str, int]
+
+
+class GapGuard:
+    """Finds offsets a fetch skipped. Offsets of a partition are consecutive for plain produce; a fetch that
+    jumps over some (seen on the embedded broker while several producers write one partition at once, the
+    skipped records showing up on a later read) would otherwise be committed past, and those records lost.
+    A jump is re-read from its first missing offset up to ``max_rereads`` times; a gap still there then is
+    taken as real (real Kafka leaves gaps after compaction and transaction markers) and passed over."""
+
+    def __init__(self, group: str = "", max_rereads: int = 3) -> None:
+        self._group = group
+        self._max = max_rereads
+        self._next: dict[Partition, int] = {}
+        self._rereads: dict[tuple[Partition, int], int] = {}
+
+    def reset(self) -> None:
+        """Forget every position (new assignment: the committed offsets are the truth again)."""
+        self._next.clear()
+        self._rereads.clear()
+
+    def cut(self, msgs: list[Message]) -> tuple[list[Message], tuple[Partition, int] | None]:
+        """The messages up to the first skipped offset, and (partition, first missing offset) to seek back to,
+        or all of them and None."""
+        for i, m in enumerate(msgs):
+            key = (m.topic() or "", m.partition() or 0)
+            offset = m.offset() or 0
+            expected = self._next.get(key)
+            if expected is not None and offset > expected:
+                tries = self._rereads.get((key, expected), 0)
+                if tries < self._max:
+                    self._rereads[(key, expected)] = tries + 1
+                    return msgs[:i], (key, expected)
+                self._rereads.pop((key, expected), None)
+                OFFSET_GAPS.labels(self._group, "accepted").inc()
+                log.warning("offsets skipped for good", extra={"topic": key[0], "from": expected, "to": offset})
+            self._next[key] = offset + 1
+        return msgs, None
+
+
 class ConsumerLoop:
     """Consume topics with a consumer group; commit each offset only after the handler succeeded.
 
@@ -232,6 +277,7 @@ class ConsumerLoop:
         self._stop = threading.Event()
         self.ready = threading.Event()
         self.last_error: str | None = None
+        self._gaps = GapGuard(group_id)
 
     # -- control -------------------------------------------------------------------------------------------
     def set_topics(self, topics: Iterable[str]) -> None:
@@ -261,16 +307,33 @@ class ConsumerLoop:
                     self._stop.wait(0.2)
                     continue
                 msgs = consumer.consume(self._batch_size, timeout=0.2)
-                batch = [m for m in msgs if self._usable(m)]
+                batch, gap = self._gaps.cut([m for m in msgs if self._usable(m)])
                 if batch:
                     self._process(consumer, batch)
+                if gap is not None:
+                    self._seek_back(consumer, gap)
         finally:
             consumer.close()
+
+    def _seek_back(self, consumer: Consumer, gap: tuple[Partition, int]) -> None:
+        (topic, partition), offset = gap
+        OFFSET_GAPS.labels(self.group_id, "reread").inc()
+        extra = {"group": self.group_id, "topic": topic, "offset": offset}
+        log.warning("a fetch skipped offsets, reading again", extra=extra)
+        self._stop.wait(0.05)
+        try:
+            consumer.seek(TopicPartition(topic, partition, offset))
+        except KafkaException as exc:  # no longer assigned: the next owner starts at the committed offset
+            log.info("seek back not possible", extra={"group": self.group_id, "error": str(exc)})
+
+    def _assigned(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        self._gaps.reset()
+        self.ready.set()
 
     def _subscribe(self, consumer: Consumer) -> None:
         if self._topics:
             # Ready once the group has assigned this member its share (possibly none of the partitions).
-            consumer.subscribe(self._topics, on_assign=lambda _c, _parts: self.ready.set())
+            consumer.subscribe(self._topics, on_assign=self._assigned)
             log.info("subscribed", extra={"group": self.group_id, "topics": self._topics})
         else:
             consumer.unsubscribe()

@@ -7,7 +7,10 @@ only hashed: by Mosquitto's dynamic security plugin (credentials mode) and, when
 the device credential store every agent reads (agents/core/credentials.py; the HTTP agent verifies it). With a
 store and no plugin (unsecured MQTT mode) only the store is written. The device must exist (404 otherwise).
 
-Served by a small threaded server inside the agent process (an administrative route, not a data path).
+``GET /mqtt-agent/v1/statistics[/devices/<id>]`` and ``GET|PUT /mqtt-agent/v1/log-level``: the operator routes
+every agent serves (agents/core/admin.py).
+
+Served by a small threaded server inside the agent process (administrative routes, not a data path).
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from typing import Any
 from flask import Blueprint, Flask, Response, jsonify
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from agents.core.admin import admin_blueprint
 from agents.core.cache import DeviceCache
 from agents.core.credentials import CredentialStore
 from agents.core.payload import Drop, parse_device
+from agents.core.stats import Statistics
 from agents.mqtt.provisioning import DynsecError, Provisioner, new_password
 from ondas.errors import NotFound, Unavailable
 from ondas.health import Health
@@ -33,6 +38,7 @@ from ondas.web import create_app, principal
 log = logging.getLogger("agents.mqtt.api")
 
 TIMEOUT_S = 15.0
+OPERATIONS_PREFIX = "/mqtt-agent/v1"
 
 RunOnLoop = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -45,6 +51,8 @@ def build_app(
     provisioner: Provisioner | None,
     run: RunOnLoop,
     credentials: CredentialStore | None = None,
+    stats: Statistics | None = None,
+    management_tenant: str = "admin",
 ) -> Flask:
     app = create_app(service, health, public_key=public_key, max_body_bytes=4096)
     bp = Blueprint("basic_auth", __name__)
@@ -69,7 +77,10 @@ def build_app(
         log.info("device credentials generated", extra={"device": device_id})
         return jsonify({"username": ref.username, "password": password}), 200
 
-    app.register_blueprint(bp)
+    if provisioner is not None or credentials is not None:  # else there is nowhere to keep a password
+        app.register_blueprint(bp)
+    if stats is not None:
+        app.register_blueprint(admin_blueprint(OPERATIONS_PREFIX, stats, cache, management_tenant))
     return app
 
 

@@ -14,6 +14,7 @@ import threading
 
 from agents.core.cache import CacheWarmer, DeviceCache, fetch_device
 from agents.core.credentials import CredentialStore
+from agents.core.stats import Statistics
 from agents.mqtt.api import ApiServer, build_app, run_on
 from agents.mqtt.bridge import AttrsBridge
 from agents.mqtt.broker import MqttConnection
@@ -44,6 +45,7 @@ class MqttAgent:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mqtt: MqttConnection | None = None
         self._provisioner: Provisioner | None = None
+        self.stats = Statistics()
         self.failed = False
 
     # -- Kafka -> MQTT, called on the consumer thread ----------------------------------------------------------
@@ -72,6 +74,23 @@ class MqttAgent:
         except DynsecError as exc:
             raise Unavailable(f"the dynamic security plugin refused: {exc}") from exc
 
+    def disable_sync(self, username: str, disabled: bool) -> None:
+        """End a disabled device's sessions and refuse its password logins, or let it log in again."""
+        loop, provisioner = self._loop, self._provisioner
+        if not disabled and not self.settings.dynsec_passwords:
+            return  # no device passwords in the broker (unsecured mode): nothing to let in again
+        if loop is None or provisioner is None or not provisioner.ready:
+            raise Unavailable("the dynamic security plugin is not reachable yet")
+        action = provisioner.disable(username) if disabled else provisioner.enable(username)
+        fut = asyncio.run_coroutine_threadsafe(action, loop)
+        try:
+            fut.result(PUBLISH_TIMEOUT_S)
+        except concurrent.futures.TimeoutError as exc:
+            fut.cancel()
+            raise Unavailable("the dynamic security plugin did not answer in time") from exc
+        except DynsecError as exc:
+            raise Unavailable(f"the dynamic security plugin refused: {exc}") from exc
+
     # -- lifecycle ---------------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
@@ -89,6 +108,8 @@ class MqttAgent:
                     self.publish_sync,
                     # Certificates revoked (CRL, broker reload), then sessions ended and the password forgotten.
                     removal_handler(revoker_from_settings(s), self.remove_sync if s.dynsec_port else None),
+                    on_disable=self.disable_sync if s.dynsec_port else None,
+                    stats=self.stats,
                 )
             ),
         )
@@ -110,6 +131,7 @@ class MqttAgent:
             max_payload_bytes=s.max_payload_bytes,
             max_depth=s.max_depth,
             lookup=lambda tenant, device_id: fetch_device(s.device_manager_url, tenant, device_id),
+            stats=self.stats,
         )
         mqtt = MqttConnection(
             host=s.broker_host,
@@ -151,7 +173,7 @@ class MqttAgent:
         # Device credentials are also written, hashed, where every agent reads them (agents/core/credentials.py).
         credentials = CredentialStore.from_url(s.redis_url) if s.redis_url else None
         api: ApiServer | None = None
-        if (dynsec is not None or credentials is not None) and s.api_port:
+        if s.api_port:
             api = ApiServer(
                 build_app(
                     SERVICE,
@@ -162,6 +184,8 @@ class MqttAgent:
                     Provisioner(dynsec) if dynsec is not None and s.dynsec_passwords else None,
                     run_on(self._loop),
                     credentials,
+                    stats=self.stats,
+                    management_tenant=s.common.management_tenant,
                 ),
                 s.common.bind_host,
                 s.api_port,

@@ -6,13 +6,19 @@ counted and logged with the reason.
 
 Order: a per-device gate lets a message be prepared and queued to the (idempotent) producer only after the
 previous message of the same device was, even when an earlier one awaits a device lookup; deliveries are then
-awaited concurrently, and the device's order holds on its partition (key = device id).
+awaited concurrently, and the device's order holds on its partition (key = device id). That order is the order
+in which this process's MQTT session received the device's messages: several agent processes share the
+subscription and the broker alternates messages between them, so a device's messages forwarded by different
+processes are not ordered with each other (docs/kafka-contract.md). Each record names its process in the
+header ``ondas-agent``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -27,6 +33,7 @@ from agents.core.payload import (
     check_attrs,
     decode_attrs,
 )
+from agents.core.stats import Statistics
 from agents.mqtt.metrics import DROPPED, PUBLISHED, RECEIVED, UNKNOWN_ATTRS, UNKNOWN_TENANT
 from agents.mqtt.topics import parse_attrs_topic
 from ondas.kafka import Producer
@@ -51,7 +58,9 @@ class AttrsBridge:
         retry_backoff: tuple[float, float] = (0.5, 5.0),
         lookup: Callable[[str, str], Device | None] | None = None,
         absent_ttl: float = 2.0,
+        stats: Statistics | None = None,
     ) -> None:
+        self._stats = stats
         self._cache = cache
         self._producer = producer
         self._max_bytes = max_payload_bytes
@@ -63,6 +72,8 @@ class AttrsBridge:
         self._lookup = lookup
         self._absent_ttl = absent_ttl
         self._absent: dict[tuple[str, str], float] = {}
+        # Which agent process forwarded a message (header ``ondas-agent``): order is kept per process.
+        self._instance = f"{socket.gethostname()}:{os.getpid()}"
         self._gates: dict[str, asyncio.Future[None]] = {}
         self._last_ms: dict[tuple[str, str], int] = {}
 
@@ -74,6 +85,10 @@ class AttrsBridge:
         device = self._cache.get(ref.tenant, ref.device_id)
         if device is None:
             raise Drop("unknown_device", f"device {ref.device_id!r} does not exist in tenant {ref.tenant!r}")
+        if self._stats is not None:
+            self._stats.received(ref.tenant, ref.device_id)
+        if device.get("disabled") is True:
+            raise Drop("device_disabled", f"device {ref.device_id!r} is disabled in the device manager")
         attrs = decode_attrs(payload, self._max_bytes, self._max_depth)
         unknown = check_attrs(attrs, attribute_types(device))
         if unknown:
@@ -115,6 +130,8 @@ class AttrsBridge:
                 del self._gates[key]
         await self._deliver(ref, value, delivery)
         PUBLISHED.labels(ref.tenant).inc()
+        if self._stats is not None:
+            self._stats.published(ref.tenant, ref.device_id)
         return ACK
 
     async def _look_up_if_missing(self, topic: str) -> None:
@@ -147,6 +164,10 @@ class AttrsBridge:
     def _dropped(self, topic: str, label: str, drop: Drop) -> int:
         DROPPED.labels(label, drop.reason).inc()
         tenant, _, rest = topic.partition(":")
+        if self._stats is not None and label == tenant:  # a served tenant: counted for it (and its device)
+            device_id = rest.rpartition("/")[0]
+            known = self._cache.get(tenant, device_id) is not None
+            self._stats.dropped(tenant, device_id if known else None, drop.reason)
         with bind(tenant=tenant[:64], device=rest.rpartition("/")[0][:128]):
             log.warning("message dropped", extra={"reason": drop.reason, "detail": drop.detail, "topic": topic})
         return ACK
@@ -157,6 +178,7 @@ class AttrsBridge:
             ("content-type", "application/json"),
             ("ondas-tenant", ref.tenant),
             ("ondas-device", ref.device_id),
+            ("ondas-agent", self._instance),
         ]
         return self._producer.send(device_data(ref.tenant), value, key=ref.device_id, headers=headers)
 

@@ -2,6 +2,10 @@
 
 - create / update / remove: applied to the device cache; in credentials mode a removed device's MQTT
   credentials are deleted and its live sessions ended (``on_remove``) before the event is committed.
+- create / update with ``"disabled": true`` (the device manager's flag): the device's live sessions end and
+  its password logins are refused (``on_disable``); ``false`` lets its password log in again. A certificate
+  login is not refused by the broker (a CRL entry is for good): the attrs bridge drops what a disabled device
+  sends (reason ``device_disabled``), whatever the listener.
 - configure: ``data.attrs`` as JSON to ``<tenant>:<device-id>/config`` at QoS 1. The handler returns (and the
   ConsumerLoop commits the event) only after the broker acknowledged the publish; if it did not, the handler
   raises Unavailable and the loop retries (at-least-once towards the device).
@@ -20,6 +24,7 @@ from confluent_kafka import Message
 
 from agents.core.cache import DeviceCache
 from agents.core.payload import Drop, parse_device
+from agents.core.stats import Statistics
 from agents.mqtt.metrics import CONFIG_SENT
 from agents.mqtt.topics import config_topic
 from ondas.contracts import ContractError, DeviceEvent
@@ -32,13 +37,25 @@ log = logging.getLogger("agents.mqtt.commands")
 PublishSync = Callable[[str, bytes], None]
 # MQTT username of a removed device -> returns once its sessions ended and it cannot log in; raises Unavailable.
 RemoveSync = Callable[[str], None]
+# (MQTT username, disabled) of a device disabled or enabled again in the device manager: a disabled device's
+# sessions end and its password logins are refused; raises Unavailable.
+DisableSync = Callable[[str, bool], None]
 
 
 class DeviceEventHandler:
-    def __init__(self, cache: DeviceCache, publish: PublishSync, on_remove: RemoveSync | None = None) -> None:
+    def __init__(
+        self,
+        cache: DeviceCache,
+        publish: PublishSync,
+        on_remove: RemoveSync | None = None,
+        on_disable: DisableSync | None = None,
+        stats: Statistics | None = None,
+    ) -> None:
         self._cache = cache
         self._publish = publish
         self._on_remove = on_remove
+        self._on_disable = on_disable
+        self._stats = stats
 
     def __call__(self, msg: Message) -> None:
         tenant = parse(msg.topic() or "").tenant
@@ -51,12 +68,20 @@ class DeviceEventHandler:
             else:
                 self._cache.apply(tenant, event)
                 log.info("device cache updated", extra={"event": event.event})
-                if event.event == "remove" and self._on_remove is not None:
-                    try:
-                        ref = parse_device(f"{tenant}:{event.device_id}")
-                    except Drop:
-                        return  # an id no device could ever log in with
-                    self._on_remove(ref.username)
+                try:
+                    ref = parse_device(f"{tenant}:{event.device_id}")
+                except Drop:
+                    return  # an id no device could ever log in with
+                if event.event == "remove":
+                    if self._stats is not None:
+                        self._stats.forget(tenant, event.device_id)
+                    if self._on_remove is not None:
+                        self._on_remove(ref.username)
+                    return
+                if self._on_disable is not None:
+                    # Every create/update states the flag: applied each time, so a redelivered event, a restart
+                    # or a missed event can never leave the broker's view behind the device manager's.
+                    self._on_disable(ref.username, event.data.get("disabled") is True)
 
     def _configure(self, tenant: str, event: DeviceEvent) -> None:
         try:
@@ -67,4 +92,6 @@ class DeviceEventHandler:
         topic = config_topic(ref)
         self._publish(topic, payload)
         CONFIG_SENT.labels(tenant).inc()
+        if self._stats is not None:
+            self._stats.sent(tenant, ref.device_id)
         log.info("configuration sent", extra={"topic": topic})

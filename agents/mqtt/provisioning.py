@@ -163,6 +163,12 @@ class Provisioner:
         _raise_first([a for a in answers if a.get("error") != EXISTS])
         log.info("device disabled, sessions ended", extra={"username": username})
 
+    async def enable(self, username: str) -> None:
+        """Let a disabled device log in again (with its password, if it has one)."""
+        [answer] = await self._dynsec.run([{"command": "enableClient", "username": username}])
+        _raise_first([answer] if answer.get("error") != NOT_FOUND else [])
+        log.info("device enabled", extra={"username": username})
+
     async def remove(self, username: str) -> None:
         """End every live session of ``username`` (any listener, any login) and forget its password."""
         answers = await self._dynsec.run([*_end_sessions(username), {"command": "deleteClient", "username": username}])

@@ -151,6 +151,33 @@ def test_a_removed_device_is_dropped(agent, devices, send_event, tenant):
     wait_until(dropped, what="dev3's messages to be dropped")
 
 
+def test_a_disabled_devices_messages_are_dropped_until_it_is_enabled(agent, devices, send_event, reader, tenant):
+    """Unsecured mode: the broker cannot refuse the device, so the bridge drops what it sends while disabled."""
+    dev = devices("dev2")
+    send_event(DeviceEvent.updated(tenant, {**device("dev2"), "disabled": True}))
+    before = agent.metric(DROPPED, tenant=tenant, reason="device_disabled")
+
+    def dropped() -> bool:
+        dev.publish(json.dumps({"phase": "disabled"}))
+        return wait_until_quiet(lambda: agent.metric(DROPPED, tenant=tenant, reason="device_disabled") > before)
+
+    wait_until(dropped, what="dev2's messages to be dropped as disabled")
+    # (messages sent before the agent applied the event were forwarded; from here on, none may be)
+    count = agent.metric(DROPPED, tenant=tenant, reason="device_disabled")
+    dev.publish(json.dumps({"phase": "surely-disabled"}))
+    wait_until(lambda: agent.metric(DROPPED, tenant=tenant, reason="device_disabled") > count, what="the drop")
+    send_event(DeviceEvent.updated(tenant, {**device("dev2"), "disabled": False}))
+    run = uuid.uuid4().hex
+
+    def forwarded() -> bool:
+        dev.publish(json.dumps({"phase": "enabled", "run": run}))
+        reader.poll()
+        return any(m["value"]["attrs"].get("run") == run for m in reader.messages)
+
+    wait_until(forwarded, what="dev2's messages to be forwarded again")
+    assert not [m for m in reader.messages if m["value"]["attrs"].get("phase") == "surely-disabled"]
+
+
 def test_a_created_device_is_accepted_without_restart(agent, devices, send_event, reader, tenant, stub):
     dev = devices("dev4")
     send_event(DeviceEvent.created(tenant, device("dev4")))

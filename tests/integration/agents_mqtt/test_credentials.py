@@ -25,7 +25,7 @@ from ondas.timestamps import now_ms
 from ondasctl import infra
 from ondasctl.ports import free_port
 from ondasctl.procs import Proc
-from tests.integration.agents_mqtt.conftest import Agent, Stub, launch_agent, wait_until
+from tests.integration.agents_mqtt.conftest import Agent, Stub, device, launch_agent, wait_until
 from tests.servers import make_test_config
 
 pytestmark = pytest.mark.integration
@@ -234,3 +234,24 @@ def test_a_removed_device_is_kicked_and_refused(cagent, tenant, tokens, connect,
         f"{api}/basic-auth/v1/devices/dev3/basic-credentials", headers=tokens.headers(tenant), timeout=10
     )
     assert resp.status_code == 404
+
+
+def test_a_disabled_device_is_kicked_refused_and_let_in_again(cagent, tenant, tokens, connect, send_event):
+    _, api = cagent
+    c = credentials(api, tokens, tenant, "dev1")
+    dev = connect(c["username"], c["password"])
+    assert dev.accepted
+    dev.publish(json.dumps({"before": "disable"}))
+    send_event(DeviceEvent.updated(tenant, {**device("dev1"), "disabled": True}))
+    assert dev.disconnected.wait(KICK_WITHIN_S), f"dev1 still connected {KICK_WITHIN_S} s after it was disabled"
+    assert not connect(c["username"], c["password"]).accepted
+    send_event(DeviceEvent.updated(tenant, {**device("dev1"), "disabled": False}))
+    wait_until(lambda: connect(c["username"], c["password"]).accepted, 10, "dev1 let in again")
+    # The agent's statistics saw the device (through its operator route, with the tenant's token).
+    stats = requests.get(f"{api}/mqtt-agent/v1/statistics/devices/dev1", headers=tokens.headers(tenant), timeout=10)
+    assert stats.status_code == 200, stats.text
+    assert stats.json()["received"] >= 1 and stats.json()["published"] >= 1
+    other = requests.get(
+        f"{api}/mqtt-agent/v1/statistics", headers=tokens.headers("t" + uuid.uuid4().hex[:8]), timeout=10
+    )
+    assert other.status_code == 200 and other.json()["received"] == 0
