@@ -62,24 +62,26 @@ def parse_device(identity: str) -> DeviceRef:
     return DeviceRef(tenant, device_id)
 
 
-def _reject_constant(name: str) -> Any:
+def reject_constant(name: str) -> Any:
+    """``json.loads(..., parse_constant=reject_constant)``: NaN and Infinity are not JSON."""
     raise ValueError(f"{name} is not JSON")
 
 
-def _too_deep(value: Any, max_depth: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
+def depth(value: Any) -> int:
+    """Nesting depth of a JSON value: a scalar is 0, ``{}`` and ``[]`` are 1."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
-        item, depth = stack.pop()
+        item, level = stack.pop()
         if isinstance(item, dict):
             children: Any = item.values()
         elif isinstance(item, list):
             children = item
         else:
             continue
-        if depth > max_depth:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
+        deepest = max(deepest, level + 1)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def decode_attrs(payload: bytes, max_bytes: int, max_depth: int) -> dict[str, Any]:
@@ -91,14 +93,14 @@ def decode_attrs(payload: bytes, max_bytes: int, max_depth: int) -> dict[str, An
     except UnicodeDecodeError as exc:
         raise Drop("not_utf8", str(exc)) from exc
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=reject_constant)
     except RecursionError as exc:
         raise Drop("too_deep", f"nested deeper than {max_depth} levels") from exc
     except ValueError as exc:  # JSONDecodeError and the constants above
         raise Drop("not_json", str(exc)) from exc
     if not isinstance(value, dict):
         raise Drop("not_object", f"expected a JSON object, got {type(value).__name__}")
-    if _too_deep(value, max_depth):
+    if depth(value) > max_depth:
         raise Drop("too_deep", f"nested deeper than {max_depth} levels")
     return value
 

@@ -17,7 +17,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from agents.core.payload import TIMESTAMP_KEY, DeviceRef, Drop, build_device_data, check_attrs, parse_device
+from agents.core.payload import (
+    TIMESTAMP_KEY,
+    DeviceRef,
+    Drop,
+    build_device_data,
+    check_attrs,
+    depth,
+    parse_device,
+    reject_constant,
+)
 from ondas.contracts import DeviceData
 
 FIELDS = ("ts", "data")
@@ -92,10 +101,6 @@ def parse_credentials(authorization: str | None) -> tuple[DeviceRef, str]:
     return ref, password
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def decode_json(body: bytes) -> Any:
     """The JSON value of a request body; raises :class:`Drop`."""
     try:
@@ -105,28 +110,11 @@ def decode_json(body: bytes) -> Any:
     if not text.strip():
         raise Drop("not_json", "the request needs a JSON body")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=reject_constant)
     except RecursionError as exc:
         raise Drop("too_deep", "the body is nested too deeply") from exc
     except ValueError as exc:  # JSONDecodeError and the constants above
         raise Drop("not_json", f"the body is not JSON: {exc}") from exc
-
-
-def depth(value: Any) -> int:
-    """Nesting depth of a JSON value: a scalar is 0, ``{}`` and ``[]`` are 1."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, level + 1)
-        stack.extend((child, level + 1) for child in children)
-    return deepest
 
 
 def parse_message(value: Any, max_depth: int) -> Message:

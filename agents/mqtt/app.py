@@ -11,6 +11,8 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from agents.core.cache import CacheWarmer, DeviceCache, fetch_device
 from agents.core.credentials import CredentialStore
@@ -62,27 +64,20 @@ class MqttAgent:
 
     def remove_sync(self, username: str) -> None:
         """End a removed device's sessions on every listener and delete its credentials (consumer thread)."""
-        loop, provisioner = self._loop, self._provisioner
-        if loop is None or provisioner is None or not provisioner.ready:
-            raise Unavailable("the dynamic security plugin is not reachable yet")
-        fut = asyncio.run_coroutine_threadsafe(provisioner.remove(username), loop)
-        try:
-            fut.result(PUBLISH_TIMEOUT_S)
-        except concurrent.futures.TimeoutError as exc:
-            fut.cancel()
-            raise Unavailable("the dynamic security plugin did not answer in time") from exc
-        except DynsecError as exc:
-            raise Unavailable(f"the dynamic security plugin refused: {exc}") from exc
+        self._provision(lambda p: p.remove(username))
 
     def disable_sync(self, username: str, disabled: bool) -> None:
         """End a disabled device's sessions and refuse its password logins, or let it log in again."""
-        loop, provisioner = self._loop, self._provisioner
         if not disabled and not self.settings.dynsec_passwords:
             return  # no device passwords in the broker (unsecured mode): nothing to let in again
+        self._provision(lambda p: p.disable(username) if disabled else p.enable(username))
+
+    def _provision(self, action: Callable[[Provisioner], Coroutine[Any, Any, None]]) -> None:
+        """Run a dynamic security action on the agent's loop from the consumer thread and wait for it."""
+        loop, provisioner = self._loop, self._provisioner
         if loop is None or provisioner is None or not provisioner.ready:
             raise Unavailable("the dynamic security plugin is not reachable yet")
-        action = provisioner.disable(username) if disabled else provisioner.enable(username)
-        fut = asyncio.run_coroutine_threadsafe(action, loop)
+        fut = asyncio.run_coroutine_threadsafe(action(provisioner), loop)
         try:
             fut.result(PUBLISH_TIMEOUT_S)
         except concurrent.futures.TimeoutError as exc:
