@@ -35,7 +35,6 @@ from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS, device_eve
 log = logging.getLogger("agents.mqtt.app")
 
 SERVICE = "mqtt-agent"
-CONSUMER_GROUP = "mqtt-agent"
 PUBLISH_TIMEOUT_S = 30.0
 
 
@@ -95,7 +94,7 @@ class MqttAgent:
         consumer = ConsumerLoop(
             name=SERVICE,
             bootstrap=s.common.kafka_bootstrap,
-            group_id=CONSUMER_GROUP,
+            group_id=s.consumer_group,
             topics=[],
             handler=per_message(
                 DeviceEventHandler(

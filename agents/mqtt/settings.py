@@ -22,6 +22,9 @@ class Settings:
     # How many unacknowledged QoS 1 messages the broker may have in flight to the agent at once.
     receive_maximum: int
     device_manager_url: str
+    # The Kafka consumer group of the device-events consumer, shared by the agent processes of one platform:
+    # each configure event is published to its device by one of them.
+    consumer_group: str
     max_payload_bytes: int
     max_depth: int
     # Publish online/offline events from the broker's connection log. On exactly one agent process.
@@ -58,6 +61,7 @@ class Settings:
             session_expiry_s=env_int("MQTT_AGENT_BROKER_SESSION_EXPIRY", 300),
             receive_maximum=env_int("MQTT_AGENT_BROKER_RECEIVE_MAXIMUM", 200),
             device_manager_url=env_str("MQTT_AGENT_DEVICE_MANAGER_URL", "http://127.0.0.1:8011"),
+            consumer_group=env_str("MQTT_AGENT_CONSUMER_GROUP", "mqtt-agent"),
             max_payload_bytes=env_int("MQTT_AGENT_MAX_PAYLOAD_BYTES", 65536),
             max_depth=env_int("MQTT_AGENT_MAX_JSON_DEPTH", 32),
             liveness=env_choice("MQTT_AGENT_LIVENESS", ("on", "off"), "on") == "on",

@@ -11,7 +11,7 @@ import requests
 
 from ondasctl.ports import free_port
 from tests.integration.agents_http.conftest import URL, HttpAgent, TopicReader
-from tests.integration.agents_mqtt.conftest import launch_agent
+from tests.integration.agents_mqtt.conftest import launch_agent, wait_until
 from tests.servers import Servers
 
 pytestmark = pytest.mark.integration
@@ -63,10 +63,17 @@ def test_the_mqtt_agents_credentials_open_the_http_agent(
         r = requests.post(f"{api}/dev2/basic-credentials", headers=tokens.headers(tenant), timeout=20)
         second = r.json()
         assert second["password"] != first["password"]
-        old = requests.post(
-            agent.base + URL, json={"data": {}}, auth=(first["username"], first["password"]), timeout=20
+        # (the change announcement reaches the HTTP agent a moment later)
+        wait_until(
+            lambda: (
+                requests.post(
+                    agent.base + URL, json={"data": {}}, auth=(first["username"], first["password"]), timeout=20
+                ).status_code
+                == 401
+            ),
+            10,
+            "the old password refused",
         )
-        assert old.status_code == 401, old.text
         new = requests.post(
             agent.base + URL, json={"data": {}}, auth=(second["username"], second["password"]), timeout=20
         )

@@ -165,6 +165,9 @@ def launch_agent(
         "MQTT_AGENT_BROKER_CLIENT_ID": client_id,
         "MQTT_AGENT_DEVICE_MANAGER_URL": stub.url,
         "MQTT_AGENT_MAX_PAYLOAD_BYTES": str(MAX_PAYLOAD),
+        # A group per agent unless a test shares one: a member of another module's agent that left the group
+        # while its first join was pending was seen to keep the embedded broker's group from assigning anyone.
+        "MQTT_AGENT_CONSUMER_GROUP": f"mqtt-agent-{client_id}",
         **(extra_env or {}),
     }
     with open(log_path, "ab") as log_file:

@@ -160,7 +160,7 @@ def test_no_message_lost_when_one_of_two_bridges_is_killed(
     stub = Stub()
     stub.tenants = [unique]
     stub.devices[unique] = [device(d) for d in device_ids]
-    env_a = {"ONDAS_LOG_LEVEL": "WARNING"}
+    env_a = {"ONDAS_LOG_LEVEL": "WARNING", "MQTT_AGENT_CONSUMER_GROUP": f"mqtt-agent-loss-{uuid.uuid4().hex[:8]}"}
     env_b = {**env_a, "MQTT_AGENT_LIVENESS": "off"}  # liveness runs on exactly one process
     id_a, id_b = (f"test-loss-{x}-{uuid.uuid4().hex[:8]}" for x in "ab")
     started: list[Agent] = []
