@@ -38,6 +38,7 @@ from confluent_kafka import Consumer, Producer
 from gmqtt import Client as GClient
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.common import percentile, print_table, wait_until
 from ondas.kafka import consumer_config, ensure_topics, producer_config
 from ondas.topics import device_data, device_events
 from ondasctl.infra import MQTT_AGENT_USER
@@ -45,20 +46,6 @@ from tests.integration.agents_mqtt.conftest import Agent, Stub, device, launch_a
 from tests.servers import Servers
 
 
-def _pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
-
-
-def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-# -- sustained ingest ---------------------------------------------------------------------------------------
 def publish_all(host: str, port: int, tenant: str, devices: list[str], total: int) -> float:
     """Publish ``total`` QoS 1 messages spread over ``devices`` (one paho client each); returns the start time."""
     per_device = total // len(devices)
@@ -79,7 +66,7 @@ def publish_all(host: str, port: int, tenant: str, devices: list[str], total: in
         c.connect(host, port)
         c.loop_start()
         clients.append(c)
-    _wait(lambda: all(c.is_connected() for c in clients), 30, "publishers connected")
+    wait_until(lambda: all(c.is_connected() for c in clients), 30, "publishers connected")
     start = time.monotonic()
 
     def run(c: paho.Client, d: str) -> None:
@@ -92,7 +79,7 @@ def publish_all(host: str, port: int, tenant: str, devices: list[str], total: in
         t.start()
     for t in threads:
         t.join()
-    _wait(lambda: acked[0] >= per_device * len(devices), 600, "every PUBACK")
+    wait_until(lambda: acked[0] >= per_device * len(devices), 600, "every PUBACK")
     for c in clients:
         c.disconnect()
         c.loop_stop()
@@ -119,7 +106,7 @@ def raw_ingest(servers: Servers, tenant: str, devices: list[str], total: int) ->
     got.wait(10)
     expected = (total // len(devices)) * len(devices)
     start = publish_all(cfg.host, cfg.ports["mqtt"], tenant, devices, total)
-    _wait(lambda: received[0] >= expected, 600, "raw deliveries")
+    wait_until(lambda: received[0] >= expected, 600, "raw deliveries")
     sub.disconnect()
     sub.loop_stop()
     return expected / (last[0] - start)
@@ -130,7 +117,7 @@ def agent_ingest(servers: Servers, bootstrap: str, tenant: str, devices: list[st
     expected = (total // len(devices)) * len(devices)
     consumer = Consumer(consumer_config(bootstrap, "bench-" + uuid.uuid4().hex))
     consumer.subscribe([device_data(tenant)])
-    _wait(lambda: bool(consumer.consume(1, timeout=0.2) is not None and consumer.assignment()), 60, "assignment")
+    wait_until(lambda: bool(consumer.consume(1, timeout=0.2) is not None and consumer.assignment()), 60, "assignment")
     seen = 0
     last = 0.0
     start = publish_all(cfg.host, cfg.ports["mqtt"], tenant, devices, total)
@@ -267,7 +254,7 @@ def round_trip(servers: Servers, tenant: str, ids: list[str], interval: float, d
         await fleet.run(interval, duration)
         await fleet.close()
         lat = fleet.latencies
-        return connect_s, float(fleet.sent), float(len(lat)), _pct(lat, 0.5), _pct(lat, 0.99)
+        return connect_s, float(fleet.sent), float(len(lat)), percentile(lat, 0.5), percentile(lat, 0.99)
 
     return asyncio.run(go())
 
@@ -329,11 +316,8 @@ def main() -> None:
         stub.close()
         servers.stop()
 
-    width = max(len(r[0]) for r in rows)
     print()
-    print(f"{'measure':<{width}}  {'through the agent':>22}  ceiling (same run)")
-    for name, value, ceiling in rows:
-        print(f"{name:<{width}}  {value:>22}  {ceiling}")
+    print_table(("measure", "through the agent", "ceiling (same run)"), rows)
 
 
 if __name__ == "__main__":

@@ -34,17 +34,13 @@ from typing import Any
 
 import requests
 
+from bench.common import percentile, print_table
 from ondasctl.config import PORTS
 from tests.servers import make_test_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICES = 20
 LIST_PATH = "/device?page_size=20"
-
-
-def _pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 @dataclass
@@ -58,7 +54,7 @@ class Result:
 
     @property
     def p99(self) -> float:
-        return _pct(self.latencies_ms, 0.99)
+        return percentile(self.latencies_ms, 0.99)
 
 
 @dataclass
@@ -257,19 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
     ]
     print(f"{args.threads} client threads, {args.duration:g}s per measurement after {args.warmup:g}s of warm-up")
-    _print(rows)
-
-
-def _print(rows: list[tuple[str, str, str, str]]) -> None:
-    header = ("operation", "measured", "baseline", "cost vs baseline")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    line = "+".join("-" * (w + 2) for w in widths)
-    print(f"+{line}+")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
-    print(f"+{line}+")
-    for r in rows:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
-    print(f"+{line}+")
+    print_table(("operation", "measured", "baseline", "cost vs baseline"), rows)
 
 
 if __name__ == "__main__":

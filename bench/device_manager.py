@@ -25,6 +25,7 @@ import psycopg
 import requests
 from psycopg import sql
 
+from bench.common import percentile, print_table
 from device_manager.models import Filter, PageRequest
 from device_manager.store_postgres import PostgresTx
 from ondasctl.infra import create_databases
@@ -47,11 +48,6 @@ def _wait(url: str, timeout: float = 60.0) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer in {timeout}s")
-
-
-def _pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class Bench:
@@ -277,28 +273,16 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(
                 (
                     f"list: {title} (p50 / p99 ms)",
-                    f"{statistics.median(api):.1f} / {_pct(api, 0.99):.1f}",
-                    f"{statistics.median(raw):.1f} / {_pct(raw, 0.99):.1f}",
+                    f"{statistics.median(api):.1f} / {percentile(api, 0.99):.1f}",
+                    f"{statistics.median(raw):.1f} / {percentile(raw, 0.99):.1f}",
                 )
             )
-        _print(rows)
+        print_table(("operation", "device manager API", "raw SQL"), rows)
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
         servers.stop()
-
-
-def _print(rows: list[tuple[str, str, str]]) -> None:
-    header = ("operation", "device manager API", "raw SQL")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-    line = "+".join("-" * (w + 2) for w in widths)
-    print(f"+{line}+")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
-    print(f"+{line}+")
-    for r in rows:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
-    print(f"+{line}+")
 
 
 if __name__ == "__main__":

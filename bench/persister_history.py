@@ -33,6 +33,7 @@ import pymongo
 import requests
 from confluent_kafka import Producer
 
+from bench.common import percentile, print_table, wait_until
 from ondas.kafka import ensure_topics, producer_config
 from ondas.tenant import tenant_database_name
 from ondas.topics import device_data
@@ -46,19 +47,6 @@ from tests.tokens import TokenMaker
 
 T0_MS = 1_700_000_000_000
 BATCH = 2000
-
-
-def _pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _wait(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @contextmanager
@@ -110,9 +98,9 @@ def bench_persister(servers: Servers, work: Path, count: int, devices: int) -> t
     }
     try:
         with _process("persister", env, work / "persister.log"):
-            _wait(lambda: points.estimated_document_count() > 0, 120, "the first point")
+            wait_until(lambda: points.estimated_document_count() > 0, 120, "the first point")
             started, first = time.perf_counter(), points.estimated_document_count()
-            _wait(lambda: points.estimated_document_count() >= count, 1800, "every point")
+            wait_until(lambda: points.estimated_document_count() >= count, 1800, "every point")
             persister_rate = (count - first) / (time.perf_counter() - started)
     finally:
         auth.close()
@@ -171,7 +159,7 @@ def bench_history(servers: Servers, work: Path, total: int, devices: int, runs: 
     raw_ms: list[float] = []
     with _process("history", env, work / "history.log"):
         base = f"http://127.0.0.1:{port}"
-        _wait(lambda: _ok(base + "/health/ready"), 60, "history")
+        wait_until(lambda: _ok(base + "/health/ready"), 60, "history")
         session = requests.Session()
         session.headers.update(tokens.headers(tenant))
         for _ in range(runs):
@@ -218,18 +206,17 @@ def main() -> int:
     finally:
         servers.stop()
 
+    api50, api99 = percentile(api_ms, 0.5), percentile(api_ms, 0.99)
+    raw50, raw99 = percentile(raw_ms, 0.5), percentile(raw_ms, 0.99)
+    at = f"history lastN=100 at {args.points:,} points"
     rows = [
         ("persister sustained", f"{persister_rate:,.0f} points/s", f"{raw_rate:,.0f} docs/s (insert_many)",
          f"{persister_rate / raw_rate:.0%}"),
-        (f"history lastN=100 at {args.points:,} points, p50", f"{_pct(api_ms, 0.5):.1f} ms",
-         f"{_pct(raw_ms, 0.5):.1f} ms (driver find)", f"{_pct(api_ms, 0.5) / _pct(raw_ms, 0.5):.1f}x"),
-        (f"history lastN=100 at {args.points:,} points, p99", f"{_pct(api_ms, 0.99):.1f} ms",
-         f"{_pct(raw_ms, 0.99):.1f} ms (driver find)", f"{_pct(api_ms, 0.99) / _pct(raw_ms, 0.99):.1f}x"),
+        (f"{at}, p50", f"{api50:.1f} ms", f"{raw50:.1f} ms (driver find)", f"{api50 / raw50:.1f}x"),
+        (f"{at}, p99", f"{api99:.1f} ms", f"{raw99:.1f} ms (driver find)", f"{api99 / raw99:.1f}x"),
     ]  # fmt: skip
     header = ("measure", "ondas", "raw store, same work", "ratio")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+    print_table(header, rows)
     return 0
 
 

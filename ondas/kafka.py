@@ -50,6 +50,11 @@ HANDLER_ERRORS = Counter(
 Headers = list[tuple[str, str | bytes | None]]
 
 
+def backoff_delay(attempt: int, backoff: tuple[float, float]) -> float:
+    """Seconds to wait before retry ``attempt`` (1, 2, ...): doubling from ``backoff[0]``, at most ``backoff[1]``."""
+    return min(backoff[1], backoff[0] * 2.0 ** min(attempt, 10))
+
+
 def common_config(bootstrap: str) -> dict[str, Any]:
     return {"bootstrap.servers": bootstrap, "socket.keepalive.enable": True}
 
@@ -359,7 +364,7 @@ class ConsumerLoop:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 if policy is Policy.RETRY and not self._stop.is_set():
                     attempt += 1
-                    delay = min(self._backoff[1], self._backoff[0] * 2 ** min(attempt, 10))
+                    delay = backoff_delay(attempt, self._backoff)
                     log.warning(
                         "handler failed, retrying",
                         extra={"group": self.group_id, "error": self.last_error, "attempt": attempt},
@@ -386,7 +391,7 @@ class ConsumerLoop:
                         break
                     if policy is Policy.RETRY and not self._stop.is_set():
                         attempt += 1
-                        self._stop.wait(min(self._backoff[1], self._backoff[0] * 2 ** min(attempt, 10)))
+                        self._stop.wait(backoff_delay(attempt, self._backoff))
                         continue
                     raise StopConsuming(f"{type(exc).__name__}: {exc}") from exc
             self._commit(consumer, [msg])

@@ -15,6 +15,10 @@ from typing import Any
 import requests
 
 from ondas.contracts import DeviceEvent
+from ondas.kafka import ConsumerLoop, backoff_delay
+from ondas.settings import CommonSettings
+from ondas.tenancy import TenancyTracker
+from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS, device_events
 
 log = logging.getLogger("agents.core.cache")
 
@@ -117,7 +121,7 @@ class CacheWarmer:
         self._cond = threading.Condition()
         self._wanted: frozenset[str] = frozenset()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="mqtt-agent-cache-warmer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="device-cache-warmer", daemon=True)
 
     @property
     def warmed(self) -> bool:
@@ -162,10 +166,34 @@ class CacheWarmer:
                 return True
             except (requests.RequestException, KeyError, ValueError) as exc:
                 attempt += 1
-                delay = min(self._backoff[1], self._backoff[0] * 2 ** min(attempt, 10))
+                delay = backoff_delay(attempt, self._backoff)
                 log.warning(
                     "device manager not answering, retrying",
                     extra={"tenant": tenant, "error": f"{type(exc).__name__}: {exc}", "attempt": attempt},
                 )
                 self._stop.wait(delay)
         return False
+
+
+# What every agent's tenancy bootstrap creates per tenant.
+AGENT_SUBJECTS = [DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS]
+
+
+def follow_devices(
+    cache: DeviceCache, consumer: ConsumerLoop, *, service: str, settings: CommonSettings, device_manager_url: str
+) -> tuple[CacheWarmer, TenancyTracker]:
+    """The cache's feed, as every agent wires it: auth's tenants (tenancy bootstrap) -> the warmer fetches each
+    tenant's devices -> once warmed, ``consumer`` follows that tenant's device events."""
+    warmer = CacheWarmer(
+        cache,
+        device_manager_url,
+        on_warmed=lambda tenants: consumer.set_topics(device_events(t) for t in tenants),
+    )
+    tracker = TenancyTracker(
+        service=service,
+        auth_url=settings.auth_url,
+        bootstrap=settings.kafka_bootstrap,
+        subjects=AGENT_SUBJECTS,
+        on_change=warmer.set_tenants,
+    )
+    return warmer, tracker

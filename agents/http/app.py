@@ -25,7 +25,7 @@ import uuid
 import redis
 from flask import Flask
 
-from agents.core.cache import CacheWarmer, DeviceCache, fetch_device
+from agents.core.cache import CacheWarmer, DeviceCache, fetch_device, follow_devices
 from agents.core.credentials import CredentialStore
 from agents.core.stats import Statistics
 from agents.http.api import build_app
@@ -37,7 +37,6 @@ from ondas.authn import load_public_key
 from ondas.health import Health
 from ondas.kafka import ConsumerLoop, close_producer, get_producer, per_message
 from ondas.tenancy import TenancyTracker
-from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS, device_events
 
 log = logging.getLogger("agents.http.app")
 
@@ -85,17 +84,8 @@ class HttpAgent:
             topics=[],
             handler=per_message(DeviceEventHandler(self.cache, credentials, liveness, self.stats)),
         )
-        warmer = CacheWarmer(
-            self.cache,
-            s.device_manager_url,
-            on_warmed=lambda tenants: consumer.set_topics(device_events(t) for t in tenants),
-        )
-        tracker = TenancyTracker(
-            service=SERVICE,
-            auth_url=s.common.auth_url,
-            bootstrap=s.common.kafka_bootstrap,
-            subjects=[DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS],
-            on_change=warmer.set_tenants,
+        warmer, tracker = follow_devices(
+            self.cache, consumer, service=SERVICE, settings=s.common, device_manager_url=s.device_manager_url
         )
         self._consumer, self._warmer, self._tracker = consumer, warmer, tracker
         self._ingest = Ingest(

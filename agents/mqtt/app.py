@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from agents.core.cache import CacheWarmer, DeviceCache, fetch_device
+from agents.core.cache import DeviceCache, fetch_device, follow_devices
 from agents.core.credentials import CredentialStore
 from agents.core.stats import Statistics
 from agents.mqtt.api import ApiServer, build_app, run_on
@@ -29,8 +29,6 @@ from ondas.authn import load_public_key
 from ondas.errors import Unavailable
 from ondas.health import Health, serve_health
 from ondas.kafka import ConsumerLoop, get_producer, per_message
-from ondas.tenancy import TenancyTracker
-from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS, device_events
 
 log = logging.getLogger("agents.mqtt.app")
 
@@ -107,17 +105,8 @@ class MqttAgent:
                 )
             ),
         )
-        warmer = CacheWarmer(
-            self.cache,
-            s.device_manager_url,
-            on_warmed=lambda tenants: consumer.set_topics(device_events(t) for t in tenants),
-        )
-        tracker = TenancyTracker(
-            service=SERVICE,
-            auth_url=s.common.auth_url,
-            bootstrap=s.common.kafka_bootstrap,
-            subjects=[DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS],
-            on_change=warmer.set_tenants,
+        warmer, tracker = follow_devices(
+            self.cache, consumer, service=SERVICE, settings=s.common, device_manager_url=s.device_manager_url
         )
         bridge = AttrsBridge(
             cache=self.cache,

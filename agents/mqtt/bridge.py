@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from agents.core.cache import Device, DeviceCache
+from agents.core.delivery import until_accepted
 from agents.core.payload import (
     DeviceRef,
     Drop,
@@ -183,21 +184,15 @@ class AttrsBridge:
         return self._producer.send(device_data(ref.tenant), value, key=ref.device_id, headers=headers)
 
     async def _deliver(self, ref: DeviceRef, value: bytes, delivery: Future[Any]) -> None:
-        """Wait until Kafka accepted the message, re-sending it while it does not."""
-        attempt = 0
-        while True:
-            try:
-                await asyncio.wrap_future(delivery)
-                return
-            except Exception as exc:  # noqa: BLE001  (Unavailable from the producer, or a produce error)
-                # Not acknowledged to the device: keep trying while the agent runs. A stop cancels this task,
-                # the PUBACK is never sent and the broker redelivers the message to the next session.
-                attempt += 1
-                delay = min(self._backoff[1], self._backoff[0] * 2 ** min(attempt, 10))
-                with bind(tenant=ref.tenant, device=ref.device_id):
-                    log.warning("Kafka did not accept a device message, retrying", extra={"error": str(exc)})
-                await asyncio.sleep(delay)
-                delivery = self._queue(ref, value)
+        """Wait until Kafka accepted the message, re-sending it while it does not. Not acknowledged to the device
+        meanwhile: a stop cancels this task, the PUBACK is never sent and the broker redelivers the message to
+        the next session."""
+
+        def retrying(exc: Exception) -> None:
+            with bind(tenant=ref.tenant, device=ref.device_id):
+                log.warning("Kafka did not accept a device message, retrying", extra={"error": str(exc)})
+
+        await until_accepted(delivery, lambda: self._queue(ref, value), self._backoff, retrying)
 
 
 def _tenant_label(topic: str, cache: DeviceCache) -> str:

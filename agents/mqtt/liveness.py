@@ -32,7 +32,6 @@ every process that has it on publishes the events.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.core.cache import DeviceCache
+from agents.core.delivery import until_accepted
 from agents.core.payload import Drop, parse_device
 from agents.mqtt.metrics import LIVENESS, UNKNOWN_TENANT
 from ondas.contracts import DeviceDataMeta, DeviceLiveness
@@ -222,14 +222,7 @@ class LivenessBridge:
         return 0
 
     async def _deliver(self, message: DeviceLiveness, delivery: Future[Any]) -> None:
-        attempt = 0
-        while True:
-            try:
-                await asyncio.wrap_future(delivery)
-                return
-            except Exception as exc:  # noqa: BLE001  (Unavailable from the producer, or a produce error)
-                attempt += 1
-                delay = min(self._backoff[1], self._backoff[0] * 2 ** min(attempt, 10))
-                log.warning("Kafka did not accept a liveness event, retrying", extra={"error": str(exc)})
-                await asyncio.sleep(delay)
-                delivery = self._send(message)
+        def retrying(exc: Exception) -> None:
+            log.warning("Kafka did not accept a liveness event, retrying", extra={"error": str(exc)})
+
+        await until_accepted(delivery, lambda: self._send(message), self._backoff, retrying)

@@ -3,8 +3,10 @@ broker; auth and the device manager are a tiny HTTP stub of their two routes the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,8 +29,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from ondas.contracts import DeviceEvent
 from ondas.kafka import consumer_config
 from ondas.topics import device_data, device_events
+from ondasctl import infra
+from ondasctl.config import Config
 from ondasctl.ports import free_port
-from tests.servers import Servers
+from ondasctl.procs import Proc
+from tests.servers import Servers, make_test_config
 
 ROOT = Path(__file__).resolve().parents[3]
 MAX_PAYLOAD = 1024
@@ -297,3 +303,26 @@ def send_event(kafka_bootstrap: str, tenant: str) -> Iterator[Callable[[DeviceEv
 
     yield send
     producer.flush(10)
+
+
+@dataclass
+class Broker:
+    """A Mosquitto of a test module's own, from the platform's generated config (ondasctl.infra), so its mode,
+    the CRL it is given and the reloads it gets concern that module only. Stands in for :class:`Servers`
+    where the agent's launcher reads ``.cfg``."""
+
+    cfg: Config
+
+
+@contextlib.contextmanager
+def own_broker(mode: str) -> Iterator[Broker]:
+    cfg = make_test_config(f"ondas-mqtt-{mode}-")
+    cfg.mqtt_mode = mode
+    proc = Proc(infra.mosquitto_spec(cfg))
+    proc.start()
+    try:
+        proc.wait_ready(60)
+        yield Broker(cfg)
+    finally:
+        proc.stop()
+        shutil.rmtree(cfg.data_dir, ignore_errors=True)

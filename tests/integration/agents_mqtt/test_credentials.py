@@ -8,11 +8,9 @@ removed device kicked within 5 s and refused afterwards."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -24,9 +22,7 @@ from ondas.contracts import DeviceEvent
 from ondas.timestamps import now_ms
 from ondasctl import infra
 from ondasctl.ports import free_port
-from ondasctl.procs import Proc
-from tests.integration.agents_mqtt.conftest import Agent, Stub, device, launch_agent, wait_until
-from tests.servers import make_test_config
+from tests.integration.agents_mqtt.conftest import Agent, Broker, Stub, device, launch_agent, own_broker, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -34,28 +30,15 @@ LIVENESS = "mqtt_agent_liveness_events_total"
 KICK_WITHIN_S = 5.0  # the issue's bound for a removed device's session to end
 
 
-@dataclass
-class CredentialsBroker:
-    cfg: Any
-
-
 @pytest.fixture(scope="module")
-def broker() -> Iterator[CredentialsBroker]:
-    cfg = make_test_config("ondas-creds-")
-    cfg.mqtt_mode = "credentials"
-    proc = Proc(infra.mosquitto_spec(cfg))
-    proc.start()
-    try:
-        proc.wait_ready(60)
-        yield CredentialsBroker(cfg)
-    finally:
-        proc.stop()
-        shutil.rmtree(cfg.data_dir, ignore_errors=True)
+def broker() -> Iterator[Broker]:
+    with own_broker("credentials") as b:
+        yield b
 
 
 @pytest.fixture(scope="module")
 def cagent(
-    broker: CredentialsBroker, kafka_bootstrap: str, stub: Stub, tokens: Any, tmp_path_factory: pytest.TempPathFactory
+    broker: Broker, kafka_bootstrap: str, stub: Stub, tokens: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Agent, str]]:
     cfg = broker.cfg
     api_port = free_port()
@@ -133,7 +116,7 @@ class PwDevice:
 
 
 @pytest.fixture
-def connect(broker: CredentialsBroker) -> Iterator[Any]:
+def connect(broker: Broker) -> Iterator[Any]:
     opened: list[PwDevice] = []
 
     def make(username: str, password: str | None) -> PwDevice:

@@ -10,15 +10,12 @@ same certificate refused afterwards, other devices unaffected."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import shutil
 import socket
 import ssl
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,36 +32,21 @@ from ondas.timestamps import now_ms
 from ondas.topics import device_events
 from ondasctl import infra, pki
 from ondasctl.config import Config
-from ondasctl.procs import Proc
-from tests.integration.agents_mqtt.conftest import Agent, DataReader, Stub, device, launch_agent, wait_until
-from tests.servers import make_test_config
+from tests.integration.agents_mqtt.conftest import (
+    Agent,
+    Broker,
+    DataReader,
+    Stub,
+    device,
+    launch_agent,
+    own_broker,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
 KICK_WITHIN_S = 5.0  # the issue's bound for a removed device's session to end
 RECEIVED = "mqtt_agent_messages_received_total"
-
-
-@dataclass
-class Broker:
-    """A Mosquitto of this module's own, from the platform's generated config (ondasctl.infra), so the CRL
-    it is given and the reloads it gets concern these tests only."""
-
-    cfg: Config
-
-
-@contextlib.contextmanager
-def own_broker(mode: str) -> Iterator[Broker]:
-    cfg = make_test_config(f"ondas-mtls-{mode}-")
-    cfg.mqtt_mode = mode
-    proc = Proc(infra.mosquitto_spec(cfg))
-    proc.start()
-    try:
-        proc.wait_ready(60)
-        yield Broker(cfg)
-    finally:
-        proc.stop()
-        shutil.rmtree(cfg.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
