@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
@@ -20,6 +20,21 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condi
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+T = TypeVar("T")
+
+
+def poll(fetch: Callable[[], T], until: Callable[[T], bool], timeout: float = 30.0, interval: float = 0.1) -> T:
+    """Call ``fetch`` until ``until(result)`` holds; return the result (fail with the last one otherwise)."""
+    deadline = time.monotonic() + timeout
+    result = fetch()
+    while not until(result):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last result: {result!r}")
+        time.sleep(interval)
+        result = fetch()
+    return result
 
 
 def http_ok(url: str) -> bool:

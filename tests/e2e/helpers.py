@@ -1,25 +1,11 @@
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 
-T = TypeVar("T")
-
-
-def poll(fetch: Callable[[], T], until: Callable[[T], bool], timeout: float = 30.0) -> T:
-    """Call ``fetch`` until ``until(result)`` holds; return the result (fail with the last one otherwise)."""
-    deadline = time.monotonic() + timeout
-    result = fetch()
-    while not until(result):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last result: {result!r}")
-        time.sleep(0.2)
-        result = fetch()
-    return result
+from tests.waiting import poll  # noqa: F401  (re-exported for the tests)
 
 
 def api(method: str, url: str, token: str | None = None, **kw: Any) -> requests.Response:

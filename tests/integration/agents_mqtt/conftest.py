@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,20 +33,14 @@ from ondasctl.config import Config
 from ondasctl.ports import free_port
 from ondasctl.procs import Proc
 from tests.servers import Servers, make_test_config
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 MAX_PAYLOAD = 1024
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+    return wait_for(predicate, timeout, what)
 
 
 class Stub:

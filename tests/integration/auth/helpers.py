@@ -2,18 +2,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import Flask
 from werkzeug.test import TestResponse
 
 from auth.settings import Settings
 from ondas.service_identity import derive_service_key, service_authorization
+from tests.waiting import poll  # noqa: F401  (re-exported for the tests)
 
 ADMIN_PASSWORD = "management-pass-1"
 MASTER_SECRET = "integration-master-secret"
-T = TypeVar("T")
 
 
 class AuthClient:
@@ -69,17 +68,6 @@ class AuthClient:
     def gateway(self, token: str | None, method: str, uri: str) -> TestResponse:
         headers = {"X-Original-Method": method, "X-Original-URI": uri}
         return self.call("GET", "/pdp/gateway", token, headers=headers)
-
-
-def poll(fetch: Callable[[], T], until: Callable[[T], bool], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    result = fetch()
-    while not until(result):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last result: {result!r}")
-        time.sleep(0.1)
-        result = fetch()
-    return result
 
 
 class TenancyEvents:
