@@ -11,6 +11,8 @@ a stub of the two device-manager/auth routes the agent reads (the device list), 
   the broker acknowledges them; the rate is counted from the first publish until the last message is on
   ``<tenant>.device-data`` (read back by a Kafka consumer). Ceiling: the same publishers and messages through the
   same Mosquitto to one raw MQTT subscriber on the internal listener (no agent), first publish to last delivery.
+  Measured with one agent process, then with ``--shards`` processes splitting the devices (``MQTT_AGENT_SHARDS``;
+  each process is sent every message and forwards its own shard's).
 - **publish -> /config round trip** at dojot's load-test profile: ``--devices`` connected devices, each
   publishing one QoS 1 message every ``--interval`` s (30 s) for ``--duration`` s, subscribed to their own
   ``/config`` topic. An actuation loopback reads each message from ``<tenant>.device-data`` and answers with a
@@ -266,21 +268,25 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=10_000)
     ap.add_argument("--interval", type=float, default=30.0)
     ap.add_argument("--duration", type=float, default=90.0)
+    ap.add_argument("--shards", type=int, default=2, help="agent processes of the second ingest run")
     args = ap.parse_args()
 
     tenant = "bench" + uuid.uuid4().hex[:6]
+    tenant2 = tenant + "s"  # the sharded ingest run's, so its count starts from an empty topic
     servers = Servers()
     stub = Stub()
     agent: Agent | None = None
+    sharded: list[Agent] = []
     rows: list[tuple[str, str, str]] = []
     try:
         servers.ensure("kafka")
         servers.ensure("mosquitto")
         bootstrap = f"{servers.cfg.host}:{servers.cfg.ports['kafka']}"
-        ensure_topics(bootstrap, [device_data(tenant), device_events(tenant)])
+        ensure_topics(bootstrap, [device_data(t) for t in (tenant, tenant2)] + [device_events(tenant)])
         ids = [f"dev{i:05d}" for i in range(max(args.devices, args.publishers))]
-        stub.tenants = [tenant]
+        stub.tenants = [tenant, tenant2]
         stub.devices[tenant] = [device(d) for d in ids]
+        stub.devices[tenant2] = [device(d) for d in ids[: args.publishers]]
         publishers = ids[: args.publishers]
 
         print(f"ingest ceiling: raw Mosquitto QoS 1, {args.messages} messages from {args.publishers} devices ...")
@@ -290,6 +296,23 @@ def main() -> None:
         print(f"ingest through the agent into Kafka (agent log: {log_path}) ...")
         through = agent_ingest(servers, bootstrap, tenant, publishers, args.messages)
         rows.append(("sustained QoS 1 ingest, msg/s", f"{through:,.0f}", f"{raw:,.0f} (raw Mosquitto pub/sub)"))
+        if args.shards > 1:
+            agent.stop()
+            agent = None
+            group = "bench-shards-" + uuid.uuid4().hex[:6]
+            for i in range(args.shards):
+                env = {"MQTT_AGENT_SHARDS": str(args.shards), "MQTT_AGENT_SHARD": str(i)}
+                env |= {"MQTT_AGENT_CONSUMER_GROUP": group, "MQTT_AGENT_LIVENESS": "on" if i == 0 else "off"}
+                sharded.append(launch_agent(servers, bootstrap, stub, log_path, f"{group}-{i}", env))
+            print(f"ingest through {args.shards} agent processes, one shard each ...")
+            split = agent_ingest(servers, bootstrap, tenant2, publishers, args.messages)
+            rows.append(
+                (f"  the same, {args.shards} shard processes, msg/s", f"{split:,.0f}", f"{raw:,.0f} (same ceiling)")
+            )
+            for a in sharded:
+                a.stop()
+            sharded.clear()
+            agent = launch_agent(servers, bootstrap, stub, log_path, "bench-agent-" + uuid.uuid4().hex[:6])
 
         fleet = ids[: args.devices]
         print(f"round trip through the agent: {len(fleet)} devices, one message each every {args.interval} s ...")
@@ -311,8 +334,8 @@ def main() -> None:
         rows.append(("publish -> /config p50, ms", f"{a[3]:.1f}", f"{r[3]:.1f}"))
         rows.append(("publish -> /config p99, ms", f"{a[4]:.1f}", f"{r[4]:.1f}"))
     finally:
-        if agent is not None:
-            agent.stop()
+        for a in [*sharded, *([agent] if agent is not None else [])]:
+            a.stop()
         stub.close()
         servers.stop()
 

@@ -23,100 +23,20 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from bench.common import percentile, print_table
+from bench.common import Request, Result, load, print_table
 from ondasctl.config import PORTS
 from tests.servers import make_test_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICES = 20
 LIST_PATH = "/device?page_size=20"
-
-
-@dataclass
-class Result:
-    rate: float
-    latencies_ms: list[float] = field(default_factory=list)
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.latencies_ms)
-
-    @property
-    def p99(self) -> float:
-        return percentile(self.latencies_ms, 0.99)
-
-
-@dataclass
-class Request:
-    method: str
-    url: str
-    headers: dict[str, str] = field(default_factory=dict)
-    body: Any = None
-
-    def check(self, session: requests.Session) -> None:
-        """One request outside the timed loop; fails loudly if the answer is not the expected 200."""
-        resp = session.request(self.method, self.url, headers=self.headers, json=self.body, timeout=30)
-        if resp.status_code != 200:
-            raise RuntimeError(f"{self.method} {self.url}: {resp.status_code} {resp.text[:300]}")
-
-
-def load(req: Request, threads: int, duration: float, warmup: float) -> Result:
-    """``threads`` clients send ``req`` back to back for ``warmup`` seconds (not counted), then ``duration``
-    seconds (counted). Every answer must be 200."""
-    barrier = threading.Barrier(threads + 1)
-    start_at: list[float] = []
-    samples: list[list[float]] = [[] for _ in range(threads)]
-    finished = [0.0] * threads
-    errors: list[str] = []
-
-    def client(i: int) -> None:
-        with requests.Session() as s:
-            try:
-                req.check(s)
-            except Exception as exc:  # noqa: BLE001  (reported by the main thread)
-                errors.append(str(exc))
-            barrier.wait()
-            warm_end = start_at[0]
-            end = warm_end + duration
-            mine = samples[i]
-            while True:
-                t0 = time.perf_counter()
-                if t0 >= end:
-                    break
-                resp = s.request(req.method, req.url, headers=req.headers, json=req.body, timeout=30)
-                t1 = time.perf_counter()
-                if resp.status_code != 200:
-                    errors.append(f"{req.method} {req.url}: {resp.status_code} {resp.text[:200]}")
-                    break
-                if t0 >= warm_end:
-                    mine.append((t1 - t0) * 1000)
-            finished[i] = time.perf_counter()
-
-    workers = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(threads)]
-    for w in workers:
-        w.start()
-    start_at.append(time.perf_counter() + warmup)
-    barrier.wait()
-    for w in workers:
-        w.join()
-    if errors:
-        raise RuntimeError(errors[0])
-    latencies = [x for s in samples for x in s]
-    # Requests started inside the window and finished after it count: the window runs until the last one
-    # finished, so the rate is never flattered.
-    window = max(max(finished) - start_at[0], duration)
-    return Result(len(latencies) / window, latencies)
 
 
 class Platform:

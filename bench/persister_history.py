@@ -32,6 +32,7 @@ from typing import Any
 import pymongo
 import requests
 from confluent_kafka import Producer
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import percentile, print_table, wait_until
 from ondas.kafka import ensure_topics, producer_config
@@ -63,6 +64,19 @@ def _process(module: str, env: dict[str, str], log: Path) -> Iterator[subprocess
             proc.kill()
 
 
+def points_written(health_port: int, tenant: str) -> float:
+    """``persister_points_written_total`` of the tenant, from the persister's metrics (0 while it is starting)."""
+    try:
+        text = requests.get(f"http://127.0.0.1:{health_port}/metrics", timeout=5).text
+    except requests.ConnectionError:
+        return 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "persister_points_written_total" and sample.labels.get("tenant") == tenant:
+                return float(sample.value)
+    return 0.0
+
+
 def messages(tenant: str, count: int, devices: int) -> Iterator[tuple[str, dict[str, Any]]]:
     for i in range(count):
         device = f"dev{i % devices:05d}"
@@ -87,21 +101,30 @@ def bench_persister(servers: Servers, work: Path, count: int, devices: int) -> t
 
     auth = AuthStub([tenant])
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(cfg.mongo_url)
-    points = client[tenant_database_name(DEFAULT_DB_PREFIX, tenant)]["points"]
+    health_port = free_port()
     env = {
         "ONDAS_KAFKA_BOOTSTRAP": cfg.kafka_bootstrap,
         "ONDAS_AUTH_URL": auth.url,
         "ONDAS_LOG_LEVEL": "WARNING",
         "PERSISTER_MONGO_URL": cfg.mongo_url,
-        "PERSISTER_HEALTH_PORT": str(free_port()),
+        "PERSISTER_HEALTH_PORT": str(health_port),
         "PERSISTER_KAFKA_BATCH_SIZE": str(BATCH),
     }
+
+    # Progress is read from the persister's own counter, not from the store: counting documents is a full scan on
+    # the embedded store (measured: 650 ms at 50,000 documents), and polling it would load the very store the
+    # persister writes to.
+    def written() -> float:
+        return points_written(health_port, tenant)
+
     try:
         with _process("persister", env, work / "persister.log"):
-            wait_until(lambda: points.estimated_document_count() > 0, 120, "the first point")
-            started, first = time.perf_counter(), points.estimated_document_count()
-            wait_until(lambda: points.estimated_document_count() >= count, 1800, "every point")
-            persister_rate = (count - first) / (time.perf_counter() - started)
+            wait_until(lambda: written() > 0, 120, "the first point")
+            started, first = time.perf_counter(), written()
+            wait_until(lambda: written() >= count, 1800, "every point", interval=0.01)
+            elapsed = time.perf_counter() - started
+            # Everything in the first batch: no interval to measure between batches.
+            persister_rate = (count - first) / elapsed if count > first else float("nan")
     finally:
         auth.close()
 
@@ -124,8 +147,6 @@ def load_points(mongo_url: str, tenant: str, total: int, devices: int) -> None:
     """``total`` points of attribute ``v`` spread over ``devices`` devices, in the persister's layout."""
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongo_url)
     db = client[tenant_database_name(DEFAULT_DB_PREFIX, tenant)]
-    db["points"].create_index([("device_id", 1), ("attr", 1), ("ts", -1)], name="device_attr_ts")
-    db["latest"].create_index([("device_id", 1)], name="device")
     per_device = total // devices
     done, started = 0, time.perf_counter()
     for i in range(per_device):
@@ -139,6 +160,11 @@ def load_points(mongo_url: str, tenant: str, total: int, devices: int) -> None:
     for doc in last:
         doc["_id"] = json.dumps([doc["device_id"], "v"], separators=(",", ":"))
     db["latest"].insert_many(last)
+    # Building the index once the points are in is about a quarter faster on the embedded store than keeping it
+    # up to date through the load (measured: 3.9k docs/s + 11.7k/s build against 2.4k docs/s).
+    print("  building the (device_id, attr, ts) index ...", flush=True)
+    db["points"].create_index([("device_id", 1), ("attr", 1), ("ts", -1)], name="device_attr_ts")
+    db["latest"].create_index([("device_id", 1)], name="device")
     client.close()
 
 

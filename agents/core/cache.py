@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import requests
@@ -180,15 +180,21 @@ AGENT_SUBJECTS = [DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS]
 
 
 def follow_devices(
-    cache: DeviceCache, consumer: ConsumerLoop, *, service: str, settings: CommonSettings, device_manager_url: str
+    cache: DeviceCache,
+    consumers: Sequence[ConsumerLoop],
+    *,
+    service: str,
+    settings: CommonSettings,
+    device_manager_url: str,
 ) -> tuple[CacheWarmer, TenancyTracker]:
     """The cache's feed, as every agent wires it: auth's tenants (tenancy bootstrap) -> the warmer fetches each
-    tenant's devices -> once warmed, ``consumer`` follows that tenant's device events."""
-    warmer = CacheWarmer(
-        cache,
-        device_manager_url,
-        on_warmed=lambda tenants: consumer.set_topics(device_events(t) for t in tenants),
-    )
+    tenant's devices -> once warmed, ``consumers`` follow that tenant's device events."""
+
+    def follow(tenants: frozenset[str]) -> None:
+        for consumer in consumers:
+            consumer.set_topics(device_events(t) for t in tenants)
+
+    warmer = CacheWarmer(cache, device_manager_url, on_warmed=follow)
     tracker = TenancyTracker(
         service=service,
         auth_url=settings.auth_url,

@@ -85,7 +85,7 @@ class HttpAgent:
             handler=per_message(DeviceEventHandler(self.cache, credentials, liveness, self.stats)),
         )
         warmer, tracker = follow_devices(
-            self.cache, consumer, service=SERVICE, settings=s.common, device_manager_url=s.device_manager_url
+            self.cache, [consumer], service=SERVICE, settings=s.common, device_manager_url=s.device_manager_url
         )
         self._consumer, self._warmer, self._tracker = consumer, warmer, tracker
         self._ingest = Ingest(

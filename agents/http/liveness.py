@@ -27,12 +27,12 @@ from typing import Any
 
 import redis
 
+from agents.core.stamping import DeviceClock, send_liveness
 from agents.http.metrics import LIVENESS
 from ondas.contracts import DeviceDataMeta, DeviceLiveness
 from ondas.errors import Unavailable
 from ondas.kafka import Producer
 from ondas.timestamps import now_ms
-from ondas.topics import device_liveness
 
 log = logging.getLogger("agents.http.liveness")
 
@@ -91,7 +91,7 @@ class Liveness:
         self._timeout_ms = int(timeout_s * 1000)
         self._clock = clock
         self._lock = threading.Lock()
-        self._last_ms: dict[tuple[str, str], int] = {}
+        self._stamps = DeviceClock(clock)
         self._retry: list[DeviceLiveness] = []
 
     # -- request path --------------------------------------------------------------------------------------
@@ -111,8 +111,7 @@ class Liveness:
     def forget(self, tenant: str, device_id: str) -> None:
         """A removed device: no longer tracked, no event."""
         self._last_seen.forget(tenant, device_id)
-        with self._lock:
-            self._last_ms.pop((tenant, device_id), None)
+        self._stamps.forget(tenant, device_id)
 
     # -- sweeper -------------------------------------------------------------------------------------------
     def sweep(self, tenants: Iterable[str]) -> int:
@@ -147,10 +146,7 @@ class Liveness:
 
     # -- events --------------------------------------------------------------------------------------------
     def _event(self, tenant: str, device_id: str, event: str, reason: str) -> DeviceLiveness:
-        with self._lock:
-            # Strictly increasing per device, so an online and the offline after it never share a timestamp.
-            at = max(self._clock(), self._last_ms.get((tenant, device_id), 0) + 1)
-            self._last_ms[(tenant, device_id)] = at
+        at = self._stamps.stamp(tenant, device_id)
         return DeviceLiveness(
             metadata=DeviceDataMeta(deviceid=device_id, tenant=tenant, timestamp=at),
             event=event,  # type: ignore[arg-type]
@@ -160,14 +156,7 @@ class Liveness:
 
     def _send(self, message: DeviceLiveness) -> Future[Any]:
         meta = message.metadata
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("content-type", "application/json"),
-            ("ondas-tenant", meta.tenant),
-            ("ondas-device", meta.deviceid),
-        ]
-        delivery = self._producer.send(
-            device_liveness(meta.tenant), message.to_bytes(), key=meta.deviceid, headers=headers
-        )
+        delivery = send_liveness(self._producer, message)
 
         def counted(fut: Future[Any]) -> None:
             if fut.exception() is None:

@@ -28,6 +28,7 @@ from typing import Any
 from agents.core.cache import Device, DeviceCache
 from agents.core.credentials import CredentialStore
 from agents.core.payload import DeviceRef, Drop, attribute_types
+from agents.core.stamping import DeviceClock, device_headers
 from agents.http.liveness import Liveness
 from agents.http.messages import Message, device_data, parse_credentials
 from agents.http.metrics import PUBLISHED, UNKNOWN_ATTRS, UNKNOWN_TENANT
@@ -78,11 +79,10 @@ class Ingest:
         self._lookup = lookup
         self._warming = warming
         self._timeout = publish_timeout_s
-        self._clock = clock
         self._absent_ttl = absent_ttl
         self._absent: dict[tuple[str, str], float] = {}
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
-        self._last_ms: dict[tuple[str, str], int] = {}
+        self._stamps = DeviceClock(clock)
 
     def tenant_label(self, tenant: str | None) -> str:
         return tenant if tenant and self._cache.has_tenant(tenant) else UNKNOWN_TENANT
@@ -168,17 +168,10 @@ class Ingest:
 
     def _reception_time(self, ref: DeviceRef) -> int:
         """Agent time in ms, strictly increasing per device (called under the device's lock)."""
-        key = (ref.tenant, ref.device_id)
-        now = max(self._clock(), self._last_ms.get(key, 0) + 1)
-        self._last_ms[key] = now
-        return now
+        return self._stamps.stamp(ref.tenant, ref.device_id)
 
     def _send(self, ref: DeviceRef, value: bytes) -> Future[Any]:
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("content-type", "application/json"),
-            ("ondas-tenant", ref.tenant),
-            ("ondas-device", ref.device_id),
-        ]
+        headers = device_headers(ref.tenant, ref.device_id)
         return self._producer.send(device_data_topic(ref.tenant), value, key=ref.device_id, headers=headers)
 
     def _wait(self, ref: DeviceRef, deliveries: list[Future[Any]]) -> None:

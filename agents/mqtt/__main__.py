@@ -14,8 +14,16 @@ from ondas import log
 async def _main(agent: MqttAgent) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int, frame: object) -> None:
+        # A plain handler, not loop.add_signal_handler: asyncio learns of such a signal from a byte in its
+        # self-pipe, which the other threads' callbacks (Kafka deliveries) fill under load, and a signal arriving
+        # then is lost (measured: SIGTERM ignored right after a 20,000-message burst, so the process was killed
+        # and its persistent session left behind). A queued callback runs even when the pipe is full.
+        loop.call_soon_threadsafe(stop.set)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        signal.signal(sig, on_signal)
     await agent.run(stop)
 
 

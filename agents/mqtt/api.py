@@ -5,7 +5,8 @@ the device's password, or replaces it (the old one stops working and the device'
 answers ``{"username": "<tenant>:<device-id>", "password": "..."}``. The password is shown this once and kept
 only hashed: by Mosquitto's dynamic security plugin (credentials mode) and, when the agent has a Redis URL, in
 the device credential store every agent reads (agents/core/credentials.py; the HTTP agent verifies it). With a
-store and no plugin (unsecured MQTT mode) only the store is written. The device must exist (404 otherwise).
+store and no plugin (unsecured MQTT mode) only the store is written. The device must exist in the device manager
+(404 otherwise; asked each time, 503 when it does not answer).
 
 ``GET /mqtt-agent/v1/statistics[/devices/<id>]`` and ``GET|PUT /mqtt-agent/v1/log-level``: the operator routes
 every agent serves (agents/core/admin.py).
@@ -26,7 +27,7 @@ from flask import Blueprint, Flask, Response, jsonify
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from agents.core.admin import admin_blueprint
-from agents.core.cache import DeviceCache
+from agents.core.cache import Device, DeviceCache
 from agents.core.credentials import CredentialStore
 from agents.core.payload import Drop, parse_device
 from agents.core.stats import Statistics
@@ -48,6 +49,7 @@ def build_app(
     health: Health,
     public_key: Callable[[], str],
     cache: DeviceCache,
+    lookup: Callable[[str, str], Device | None],
     provisioner: Provisioner | None,
     run: RunOnLoop,
     credentials: CredentialStore | None = None,
@@ -64,7 +66,13 @@ def build_app(
             ref = parse_device(f"{tenant}:{device_id}")
         except Drop as exc:
             raise NotFound(f"device {device_id!r} not found") from exc
-        if cache.get(tenant, device_id) is None:
+        # Asked of the device manager, not the cache: a device removed a moment ago may still be cached here (the
+        # cache follows device events), and credentials must not be handed out for it.
+        try:
+            found = lookup(tenant, device_id)
+        except Exception as exc:  # unreachable or a bad answer: the caller may retry
+            raise Unavailable(f"the device manager did not answer: {type(exc).__name__}") from exc
+        if found is None:
             raise NotFound(f"device {device_id!r} not found")
         password = new_password()
         if provisioner is not None:

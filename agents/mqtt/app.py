@@ -1,6 +1,7 @@
 """The one place that wires the MQTT agent together.
 
-Start-up order: health endpoints, Kafka producer, device-events consumer (no topics yet), tenancy, then the
+Start-up order: health endpoints, Kafka producer, the two device-events consumers (this process's cache feed and
+the platform's shared action consumer; no topics yet), tenancy, then the
 device caches are warmed (each tenant's events are consumed only once its cache is warm), then the MQTT
 subscription opens: no device message is judged against a cold cache.
 """
@@ -11,7 +12,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from agents.core.cache import DeviceCache, fetch_device, follow_devices
@@ -19,7 +20,7 @@ from agents.core.credentials import CredentialStore
 from agents.core.stats import Statistics
 from agents.mqtt.api import ApiServer, build_app, run_on
 from agents.mqtt.bridge import AttrsBridge
-from agents.mqtt.broker import MqttConnection
+from agents.mqtt.broker import MqttConnection, attrs_subscription
 from agents.mqtt.commands import DeviceEventHandler
 from agents.mqtt.liveness import LOG_TOPIC, LivenessBridge
 from agents.mqtt.provisioning import Dynsec, DynsecError, Provisioner
@@ -28,7 +29,7 @@ from agents.mqtt.settings import Settings
 from ondas.authn import load_public_key
 from ondas.errors import Unavailable
 from ondas.health import Health, serve_health
-from ondas.kafka import ConsumerLoop, get_producer, per_message
+from ondas.kafka import ConsumerLoop, get_producer
 
 log = logging.getLogger("agents.mqtt.app")
 
@@ -48,16 +49,17 @@ class MqttAgent:
         self.failed = False
 
     # -- Kafka -> MQTT, called on the consumer thread ----------------------------------------------------------
-    def publish_sync(self, topic: str, payload: bytes) -> None:
+    def publish_sync(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Publish at QoS 1 in this order and wait until the broker acknowledged every one."""
         loop, mqtt = self._loop, self._mqtt
         if loop is None or mqtt is None:
             raise Unavailable("the MQTT connection is not up yet")
-        fut = asyncio.run_coroutine_threadsafe(mqtt.publish(topic, payload, PUBLISH_TIMEOUT_S), loop)
+        fut = asyncio.run_coroutine_threadsafe(mqtt.publish_many(messages, PUBLISH_TIMEOUT_S), loop)
         try:
             fut.result(PUBLISH_TIMEOUT_S + 5)
         except concurrent.futures.TimeoutError as exc:
             fut.cancel()
-            raise Unavailable("the MQTT publish did not complete in time", topic=topic) from exc
+            raise Unavailable("the MQTT publishes did not complete in time", count=len(messages)) from exc
 
     def remove_sync(self, username: str) -> None:
         """End a removed device's sessions on every listener and delete its credentials (consumer thread)."""
@@ -89,24 +91,32 @@ class MqttAgent:
         self._loop = asyncio.get_running_loop()
         server = serve_health(self.health, s.common.bind_host, s.health_port)
         producer = get_producer(s.common.kafka_bootstrap)
-        consumer = ConsumerLoop(
+        # Every process feeds its own device cache from every device event (a consumer group of its own) ...
+        feed = ConsumerLoop(
+            name=f"{SERVICE}-cache",
+            bootstrap=s.common.kafka_bootstrap,
+            group_id=f"{s.consumer_group}.cache.{s.client_id}",
+            topics=[],
+            handler=DeviceEventHandler(self.cache, None, stats=self.stats).handle_batch,
+        )
+        # ... while each event is acted on once, by one process of the shared group.
+        actions = ConsumerLoop(
             name=SERVICE,
             bootstrap=s.common.kafka_bootstrap,
             group_id=s.consumer_group,
             topics=[],
-            handler=per_message(
-                DeviceEventHandler(
-                    self.cache,
-                    self.publish_sync,
-                    # Certificates revoked (CRL, broker reload), then sessions ended and the password forgotten.
-                    removal_handler(revoker_from_settings(s), self.remove_sync if s.dynsec_port else None),
-                    on_disable=self.disable_sync if s.dynsec_port else None,
-                    stats=self.stats,
-                )
-            ),
+            handler=DeviceEventHandler(
+                None,
+                self.publish_sync,
+                # Certificates revoked (CRL, broker reload), then sessions ended and the password forgotten.
+                removal_handler(revoker_from_settings(s), self.remove_sync if s.dynsec_port else None),
+                on_disable=self.disable_sync if s.dynsec_port else None,
+                stats=self.stats,
+            ).handle_batch,
         )
+        consumers = [feed, actions]
         warmer, tracker = follow_devices(
-            self.cache, consumer, service=SERVICE, settings=s.common, device_manager_url=s.device_manager_url
+            self.cache, consumers, service=SERVICE, settings=s.common, device_manager_url=s.device_manager_url
         )
         bridge = AttrsBridge(
             cache=self.cache,
@@ -115,6 +125,7 @@ class MqttAgent:
             max_depth=s.max_depth,
             lookup=lambda tenant, device_id: fetch_device(s.device_manager_url, tenant, device_id),
             stats=self.stats,
+            shard=(s.shard_index, s.shard_count),
         )
         mqtt = MqttConnection(
             host=s.broker_host,
@@ -125,6 +136,7 @@ class MqttAgent:
             session_expiry_s=s.session_expiry_s,
             receive_maximum=s.receive_maximum,
             on_attrs=bridge.handle,
+            subscription=attrs_subscription(s.shard_index, s.shard_count),
         )
         # Liveness on a connection of its own, so the broker's log never queues behind device messages.
         live = (
@@ -163,6 +175,7 @@ class MqttAgent:
                     self.health,
                     lambda: load_public_key(s.common.jwt_public_key_file),
                     self.cache,
+                    lambda tenant, device_id: fetch_device(s.device_manager_url, tenant, device_id),
                     # Device passwords go to the plugin only where it checks them (not when it only ends sessions).
                     Provisioner(dynsec) if dynsec is not None and s.dynsec_passwords else None,
                     run_on(self._loop),
@@ -173,7 +186,9 @@ class MqttAgent:
                 s.common.bind_host,
                 s.api_port,
             )
-        consumer_thread = threading.Thread(target=self._consume, args=(consumer, stop), name="device-events")
+        threads = [
+            threading.Thread(target=self._consume, args=(c, stop), name=f"device-events-{c.name}") for c in consumers
+        ]
         self.health.add_check("mqtt", lambda: mqtt.connected)
         if live is not None:
             self.health.add_check("mqtt-liveness", lambda: live.connected)
@@ -183,9 +198,12 @@ class MqttAgent:
             self.health.add_check("credential-store", credentials.ping)
         self.health.add_check("tenancy", lambda: tracker.ready)
         self.health.add_check("device-cache", lambda: warmer.warmed)
-        self.health.add_check("device-events", lambda: consumer_thread.is_alive() and consumer.ready.is_set())
+        self.health.add_check(
+            "device-events", lambda: all(t.is_alive() for t in threads) and all(c.ready.is_set() for c in consumers)
+        )
         try:
-            consumer_thread.start()
+            for thread in threads:
+                thread.start()
             warmer.start()
             await self._until(stop, self._loop.run_in_executor(None, tracker.start))
             await self._until(stop, self._wait(lambda: warmer.warmed, stop))
@@ -203,8 +221,10 @@ class MqttAgent:
                 await stop.wait()
         finally:
             log.info("MQTT agent stopping")
-            consumer.stop()
-            await asyncio.get_running_loop().run_in_executor(None, consumer_thread.join, 10)
+            for consumer in consumers:
+                consumer.stop()
+            for thread in threads:
+                await asyncio.get_running_loop().run_in_executor(None, thread.join, 10)
             if self._mqtt is not None:
                 await mqtt.stop()
             self._mqtt = None

@@ -7,10 +7,15 @@ counted and logged with the reason.
 Order: a per-device gate lets a message be prepared and queued to the (idempotent) producer only after the
 previous message of the same device was, even when an earlier one awaits a device lookup; deliveries are then
 awaited concurrently, and the device's order holds on its partition (key = device id). That order is the order
-in which this process's MQTT session received the device's messages: several agent processes share the
-subscription and the broker alternates messages between them, so a device's messages forwarded by different
-processes are not ordered with each other (docs/kafka-contract.md). Each record names its process in the
-header ``ondas-agent``.
+in which this process's MQTT session received the device's messages.
+
+Several processes split the load by device, not by message: a broker's shared subscription hands a device's
+messages to its members in turn, and two processes forwarding one device's messages would reorder them. So the
+devices are split into ``shard_count`` shards by crc32("<tenant>:<device>"), each with a subscription group of its
+own (broker.py): every shard's process is sent every message, forwards its own devices' and acknowledges the
+others' at once, unread (counted in ``mqtt_agent_messages_other_shard_total``). A process killed keeps its
+persistent session, in which the broker queues its messages until it is back, so its devices are delayed, in
+order, not reordered. Each record names its process in the header ``ondas-agent``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import logging
 import os
 import socket
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -34,8 +40,9 @@ from agents.core.payload import (
     check_attrs,
     decode_attrs,
 )
+from agents.core.stamping import DeviceClock, device_headers
 from agents.core.stats import Statistics
-from agents.mqtt.metrics import DROPPED, PUBLISHED, RECEIVED, UNKNOWN_ATTRS, UNKNOWN_TENANT
+from agents.mqtt.metrics import DROPPED, OTHER_SHARD, PUBLISHED, RECEIVED, UNKNOWN_ATTRS, UNKNOWN_TENANT
 from agents.mqtt.topics import parse_attrs_topic
 from ondas.kafka import Producer
 from ondas.log import bind
@@ -45,6 +52,12 @@ from ondas.topics import device_data
 log = logging.getLogger("agents.mqtt.bridge")
 
 ACK = 0  # PUBACK "success": the message is done with, forwarded or dropped
+
+
+def shard_of(username: str, shard_count: int) -> int:
+    """The shard of the device whose MQTT username (``<tenant>:<device-id>``) this is; the same in every process
+    and every release (crc32, not Python's salted ``hash``)."""
+    return zlib.crc32(username.encode()) % shard_count
 
 
 class AttrsBridge:
@@ -60,13 +73,14 @@ class AttrsBridge:
         lookup: Callable[[str, str], Device | None] | None = None,
         absent_ttl: float = 2.0,
         stats: Statistics | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self._stats = stats
+        self._shard_index, self._shard_count = shard
         self._cache = cache
         self._producer = producer
         self._max_bytes = max_payload_bytes
         self._max_depth = max_depth
-        self._clock = clock
         self._backoff = retry_backoff
         # Cache misses are looked up in the device manager; a device found absent is not asked for again for
         # ``absent_ttl`` seconds, so unknown or removed devices cannot flood the device manager.
@@ -76,7 +90,7 @@ class AttrsBridge:
         # Which agent process forwarded a message (header ``ondas-agent``): order is kept per process.
         self._instance = f"{socket.gethostname()}:{os.getpid()}"
         self._gates: dict[str, asyncio.Future[None]] = {}
-        self._last_ms: dict[tuple[str, str], int] = {}
+        self._stamps = DeviceClock(clock)
 
     def prepare(self, topic: str, payload: bytes) -> tuple[DeviceRef, bytes]:
         """The device and the device-data bytes of a message; raises :class:`Drop`."""
@@ -99,17 +113,17 @@ class AttrsBridge:
     def _reception_time(self, ref: DeviceRef) -> int:
         """Agent time in ms, strictly increasing per device: two messages of a device received within the same
         millisecond still sort in the order they were received."""
-        key = (ref.tenant, ref.device_id)
-        now = max(self._clock(), self._last_ms.get(key, 0) + 1)
-        self._last_ms[key] = now
-        return now
+        return self._stamps.stamp(ref.tenant, ref.device_id)
 
     async def handle(self, topic: str, payload: bytes) -> int:
+        key = topic.rpartition("/")[0]  # the device's username, <tenant>:<device-id>
+        if self._shard_count > 1 and shard_of(key, self._shard_count) != self._shard_index:
+            OTHER_SHARD.inc()
+            return ACK
         label = _tenant_label(topic, self._cache)
         RECEIVED.labels(label).inc()
         # Per-device gate: a message is prepared and queued to the producer only after the previous message of
         # the same device was, whatever the handler awaits on the way (a device lookup), so order is kept.
-        key = topic.rpartition("/")[0]
         previous = self._gates.get(key)
         gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._gates[key] = gate
@@ -175,12 +189,7 @@ class AttrsBridge:
 
     def _queue(self, ref: DeviceRef, value: bytes) -> Future[Any]:
         """Hand the message to the producer (synchronously, so queue order is handling order)."""
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("content-type", "application/json"),
-            ("ondas-tenant", ref.tenant),
-            ("ondas-device", ref.device_id),
-            ("ondas-agent", self._instance),
-        ]
+        headers = [*device_headers(ref.tenant, ref.device_id), ("ondas-agent", self._instance)]
         return self._producer.send(device_data(ref.tenant), value, key=ref.device_id, headers=headers)
 
     async def _deliver(self, ref: DeviceRef, value: bytes, delivery: Future[Any]) -> None:

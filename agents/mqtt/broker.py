@@ -2,7 +2,8 @@
 
 - Inbound: a shared subscription ``$share/<group>/+/attrs`` at QoS 1 with ``optimistic_acknowledgement=False``:
   gmqtt sends the PUBACK only when the ``on_message`` coroutine returns, so a device's message is acknowledged
-  only after it was handled.
+  only after it was handled. The group is one per device shard (:func:`attrs_subscription`): a shared
+  subscription, unlike a plain one, is not sent the retained messages again at each subscribe.
 - The liveness connection (a second instance, its own client id) subscribes instead to the broker's log
   ``$SYS/broker/log/N``, not shared: every line must reach the one process that tracks connections.
 - Outbound: :meth:`MqttConnection.publish` waits for the broker's PUBACK (gmqtt has no publish future: the
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from gmqtt import Client, Subscription
@@ -24,9 +25,21 @@ from ondas.errors import Unavailable
 log = logging.getLogger("agents.mqtt.broker")
 
 SHARE_GROUP = "ondas-mqtt-agent"
-ATTRS_SUBSCRIPTION = f"$share/{SHARE_GROUP}/+/attrs"
+
+
+def attrs_subscription(shard_index: int, shard_count: int) -> str:
+    """Every device's attrs, for the bridge processes of one shard. Each shard's group is sent every message
+    (the bridge forwards its own devices' and acknowledges the others'); processes given the same shard share
+    its messages in turn, which keeps no order between them (bridge.py)."""
+    group = SHARE_GROUP if shard_count == 1 else f"{SHARE_GROUP}-{shard_index}-of-{shard_count}"
+    return f"$share/{group}/+/attrs"
+
 
 MessageHandler = Callable[[str, bytes], Awaitable[int]]
+
+# How many of the agent's own publishes may await their PUBACK at once: below Mosquitto's receive maximum for a
+# client (20, announced in CONNACK; gmqtt raises OverflowError instead of waiting when it is used up).
+PUBLISH_WINDOW = 16
 
 
 async def connect_with_retry(client: Client, host: str, port: int, timeout: float) -> None:
@@ -88,7 +101,7 @@ class MqttConnection:
         session_expiry_s: int,
         receive_maximum: int,
         on_attrs: MessageHandler,
-        subscription: str = ATTRS_SUBSCRIPTION,
+        subscription: str,
     ) -> None:
         self._host = host
         self._port = port
@@ -172,3 +185,24 @@ class MqttConnection:
             await asyncio.wait_for(asyncio.shield(self._store.ack_of(mid)), timeout)
         except TimeoutError as exc:
             raise Unavailable(f"no PUBACK from the broker within {timeout} s", topic=topic) from exc
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]], timeout: float = 30.0) -> None:
+        """Publish in this order at QoS 1, up to :data:`PUBLISH_WINDOW` awaiting their PUBACK at once, and return
+        when every one was acknowledged; raises Unavailable when one was not (the others may have been)."""
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            for topic, payload in messages:
+                while len(pending) >= PUBLISH_WINDOW:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()
+                # Tasks start in creation order, so the broker is sent the messages in this order.
+                pending.add(asyncio.ensure_future(self.publish(topic, payload, timeout)))
+            results = await asyncio.gather(*pending, return_exceptions=True)
+            pending = set()
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+        finally:
+            for task in pending:
+                task.cancel()

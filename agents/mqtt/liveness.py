@@ -42,11 +42,11 @@ from typing import Any
 from agents.core.cache import DeviceCache
 from agents.core.delivery import until_accepted
 from agents.core.payload import Drop, parse_device
+from agents.core.stamping import DeviceClock, send_liveness
 from agents.mqtt.metrics import LIVENESS, UNKNOWN_TENANT
 from ondas.contracts import DeviceDataMeta, DeviceLiveness
 from ondas.kafka import Producer
 from ondas.timestamps import now_ms
-from ondas.topics import device_liveness
 
 log = logging.getLogger("agents.mqtt.liveness")
 
@@ -110,10 +110,9 @@ class LivenessTracker:
     def __init__(self, cache: DeviceCache, emit: Callable[[DeviceLiveness], None], clock: Callable[[], int]) -> None:
         self._cache = cache
         self._emit = emit
-        self._clock = clock
         self._clients: dict[str, Device] = {}
         self._sessions: dict[Device, set[str]] = {}
-        self._last_ms: dict[Device, int] = {}
+        self._stamps = DeviceClock(clock)
 
     def online(self) -> frozenset[Device]:
         return frozenset(self._sessions)
@@ -167,9 +166,7 @@ class LivenessTracker:
 
     def _publish(self, device: Device, event: str, reason: str) -> None:
         tenant, device_id = device
-        # Strictly increasing per device, so an online and the offline right after it never share a timestamp.
-        now = max(self._clock(), self._last_ms.get(device, 0) + 1)
-        self._last_ms[device] = now
+        now = self._stamps.stamp(tenant, device_id)
         message = DeviceLiveness(
             metadata=DeviceDataMeta(deviceid=device_id, tenant=tenant, timestamp=now),
             event=event,  # type: ignore[arg-type]
@@ -203,13 +200,7 @@ class LivenessBridge:
         self._pending.append((message, self._send(message)))
 
     def _send(self, message: DeviceLiveness) -> Future[Any]:
-        meta = message.metadata
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("content-type", "application/json"),
-            ("ondas-tenant", meta.tenant),
-            ("ondas-device", meta.deviceid),
-        ]
-        return self._producer.send(device_liveness(meta.tenant), message.to_bytes(), key=meta.deviceid, headers=headers)
+        return send_liveness(self._producer, message)
 
     async def handle(self, topic: str, payload: bytes) -> int:
         try:

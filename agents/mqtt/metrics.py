@@ -9,6 +9,9 @@ UNKNOWN_TENANT = "_unknown"
 
 RECEIVED = Counter("mqtt_agent_messages_received_total", "Device messages received from the broker", ["tenant"])
 PUBLISHED = Counter("mqtt_agent_messages_published_total", "Device messages Kafka accepted", ["tenant"])
+OTHER_SHARD = Counter(
+    "mqtt_agent_messages_other_shard_total", "Device messages acknowledged unread: another shard's devices"
+)
 DROPPED = Counter("mqtt_agent_messages_dropped_total", "Device messages not forwarded", ["tenant", "reason"])
 UNKNOWN_ATTRS = Counter(
     "mqtt_agent_attrs_unknown_total", "Keys forwarded that are none of the device's attributes", ["tenant"]

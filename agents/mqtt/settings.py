@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ondas.settings import CommonSettings, env_choice, env_int, env_str
+from ondas.settings import CommonSettings, SettingsError, env_choice, env_int, env_str
 
 
 @dataclass(frozen=True)
@@ -19,12 +19,20 @@ class Settings:
     # (a shared subscription may queue messages for an offline member until its session expires).
     client_id: str
     session_expiry_s: int
-    # How many unacknowledged QoS 1 messages the broker may have in flight to the agent at once.
+    # How many unacknowledged QoS 1 messages the broker may have in flight to the agent at once. The protocol's
+    # maximum by default: Mosquitto 2.0.11 was measured to deliver a publisher's messages out of order to a
+    # subscriber whose window is full (a message arriving as a slot frees overtakes the queued ones: 15,314 of
+    # 40,000 messages with a window of 200, none with 65,535), so the window must never fill.
     receive_maximum: int
     device_manager_url: str
-    # The Kafka consumer group of the device-events consumer, shared by the agent processes of one platform:
-    # each configure event is published to its device by one of them.
+    # The Kafka consumer group of the device-events consumer that acts on events (configure publishes, sessions
+    # ended on removal or disable), shared by the agent processes of one platform: each event is acted on by one
+    # of them. Each process also feeds its own device cache from a group of its own, ``<group>.cache.<client id>``.
     consumer_group: str
+    # Device sharding of the MQTT -> Kafka bridge (bridge.py): ``shard_count`` processes, each forwarding the
+    # devices whose crc32("<tenant>:<device>") % shard_count is its ``shard_index``.
+    shard_index: int
+    shard_count: int
     max_payload_bytes: int
     max_depth: int
     # Publish online/offline events from the broker's connection log. On exactly one agent process.
@@ -50,6 +58,16 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        settings = cls._read()
+        if settings.shard_index >= settings.shard_count:
+            raise SettingsError(
+                f"setting MQTT_AGENT_SHARD must be below MQTT_AGENT_SHARDS ({settings.shard_count}), "
+                f"got {settings.shard_index}"
+            )
+        return settings
+
+    @classmethod
+    def _read(cls) -> Settings:
         return cls(
             common=CommonSettings.from_env(),
             health_port=env_int("MQTT_AGENT_HEALTH_PORT", 8015),
@@ -59,9 +77,11 @@ class Settings:
             broker_password=env_str("MQTT_AGENT_BROKER_PASSWORD"),
             client_id=env_str("MQTT_AGENT_BROKER_CLIENT_ID", "ondas-mqtt-agent-0"),
             session_expiry_s=env_int("MQTT_AGENT_BROKER_SESSION_EXPIRY", 300),
-            receive_maximum=env_int("MQTT_AGENT_BROKER_RECEIVE_MAXIMUM", 200),
+            receive_maximum=env_int("MQTT_AGENT_BROKER_RECEIVE_MAXIMUM", 65535, minimum=1),
             device_manager_url=env_str("MQTT_AGENT_DEVICE_MANAGER_URL", "http://127.0.0.1:8011"),
             consumer_group=env_str("MQTT_AGENT_CONSUMER_GROUP", "mqtt-agent"),
+            shard_index=env_int("MQTT_AGENT_SHARD", 0, minimum=0),
+            shard_count=env_int("MQTT_AGENT_SHARDS", 1, minimum=1),
             max_payload_bytes=env_int("MQTT_AGENT_MAX_PAYLOAD_BYTES", 65536),
             max_depth=env_int("MQTT_AGENT_MAX_JSON_DEPTH", 32),
             liveness=env_choice("MQTT_AGENT_LIVENESS", ("on", "off"), "on") == "on",

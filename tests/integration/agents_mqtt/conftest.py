@@ -44,7 +44,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = 
 
 
 class Stub:
-    """GET /admin/tenants and GET /internal/tenants/<t>/devices, from mutable state."""
+    """GET /admin/tenants and GET /internal/tenants/<t>/devices[/<id>], from mutable state."""
 
     def __init__(self) -> None:
         self.tenants: list[str] = []
@@ -58,6 +58,9 @@ class Stub:
                     self._json(200, {"tenants": stub.tenants})
                 elif len(parts) == 4 and parts[:2] == ["internal", "tenants"] and parts[3] == "devices":
                     self._json(200, {"devices": stub.devices.get(parts[2], [])})
+                elif len(parts) == 5 and parts[:2] == ["internal", "tenants"] and parts[3] == "devices":
+                    found = [d for d in stub.devices.get(parts[2], []) if d.get("id") == parts[4]]
+                    self._json(200, found[0]) if found else self._json(404, {"error": "not_found"})
                 else:
                     self._json(404, {"error": "not_found"})
 

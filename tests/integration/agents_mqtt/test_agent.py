@@ -7,9 +7,11 @@ import json
 import uuid
 
 import pytest
+from confluent_kafka import Producer
 
 from ondas.contracts import DeviceEvent
 from ondas.timestamps import now_ms
+from ondas.topics import device_events
 from tests.integration.agents_mqtt.conftest import MAX_PAYLOAD, device, wait_until
 
 pytestmark = pytest.mark.integration
@@ -137,6 +139,25 @@ def test_configure_reaches_only_its_device(agent, devices, send_event, tenant):
     wait_until(lambda: dev2.received, what="dev2's configuration")
     assert [(t, json.loads(p)) for t, p in dev2.received] == [(f"{tenant}:dev2/config", {"fan": 1})]
     wait_until(lambda: agent.metric("mqtt_agent_config_sent_total", tenant=tenant) == sent + 2, what="counts")
+
+
+def test_a_burst_of_configure_events_reaches_the_device_in_order(agent, devices, kafka_bootstrap, tenant):
+    # More events than Mosquitto lets a client have awaiting PUBACK (20): the agent publishes them in windows.
+    dev = devices("dev2")
+    dev.subscribe(f"{tenant}:dev2/config")
+    run = marker()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(60):
+        event = DeviceEvent.configure(tenant, "dev2", {"run": run, "seq": i}, now_ms())
+        producer.produce(device_events(tenant), event.to_bytes(), key="dev2")
+    assert producer.flush(10) == 0
+
+    def mine() -> list[int]:
+        return [json.loads(p)["seq"] for _, p in list(dev.received) if json.loads(p).get("run") == run]
+
+    wait_until(lambda: len(mine()) >= 60, 30, "60 configurations")
+    assert mine() == list(range(60))
+    assert agent.alive()
 
 
 def test_a_removed_device_is_dropped(agent, devices, send_event, tenant):

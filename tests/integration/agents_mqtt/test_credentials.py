@@ -202,17 +202,19 @@ def test_new_credentials_end_the_old_ones(cagent, tenant, tokens, connect):
     assert connect(new["username"], new["password"]).accepted
 
 
-def test_a_removed_device_is_kicked_and_refused(cagent, tenant, tokens, connect, send_event):
+def test_a_removed_device_is_kicked_and_refused(cagent, stub, tenant, tokens, connect, send_event):
     agent, api = cagent
     c = credentials(api, tokens, tenant, "dev3")
     dev = connect(c["username"], c["password"])
     assert dev.accepted
+    # As the device manager does it: the device is gone from its answers, then the removal is announced.
+    stub.devices[tenant] = [d for d in stub.devices[tenant] if d["id"] != "dev3"]
     send_event(DeviceEvent.removed(tenant, "dev3"))
     assert dev.disconnected.wait(KICK_WITHIN_S), f"dev3 still connected {KICK_WITHIN_S} s after its removal"
     assert not connect(c["username"], c["password"]).accepted
     # The kick is seen as such by liveness.
     wait_until(lambda: agent.metric(LIVENESS, tenant=tenant, event="offline", reason="kicked") >= 1, what="kicked")
-    # And the route no longer hands out credentials for it.
+    # And the route no longer hands out credentials for it (it asks the device manager, not its cache).
     resp = requests.post(
         f"{api}/basic-auth/v1/devices/dev3/basic-credentials", headers=tokens.headers(tenant), timeout=10
     )

@@ -1,12 +1,13 @@
 import asyncio
 import json
+import zlib
 from concurrent.futures import Future
 
 import pytest
 
 from agents.core.cache import DeviceCache
-from agents.mqtt.bridge import AttrsBridge
-from agents.mqtt.metrics import DROPPED, PUBLISHED
+from agents.mqtt.bridge import AttrsBridge, shard_of
+from agents.mqtt.metrics import DROPPED, OTHER_SHARD, PUBLISHED
 from ondas.errors import Unavailable
 
 pytestmark = pytest.mark.unit
@@ -194,3 +195,40 @@ def test_agent_timestamps_increase_per_device_within_one_millisecond(unique):
     asyncio.run(three())
     stamps = [json.loads(v)["metadata"]["timestamp"] for _, v, _, _ in producer.sent]
     assert stamps == [NOW, NOW + 1, NOW + 2, 1528226137000]  # a device's own timestamp is kept (epoch s -> ms)
+
+
+def test_shards_split_the_devices_between_processes_and_acknowledge_the_others(unique):
+    devices = [f"d{i:03d}" for i in range(200)]
+    producers = [FakeProducer(), FakeProducer(), FakeProducer()]
+    bridges = []
+    for index, producer in enumerate(producers):
+        cache = DeviceCache()
+        cache.replace_tenant(unique, [{"id": d} for d in devices])
+        bridges.append(
+            AttrsBridge(
+                cache=cache,
+                producer=producer,  # type: ignore[arg-type]
+                max_payload_bytes=64,
+                max_depth=4,
+                clock=lambda: NOW,
+                shard=(index, 3),
+            )
+        )
+
+    async def send_all() -> list[int]:
+        return [await b.handle(f"{unique}:{d}/attrs", b'{"v": 1}') for d in devices for b in bridges]
+
+    other_before = OTHER_SHARD._value.get()
+    assert set(asyncio.run(send_all())) == {0}  # every copy is acknowledged, forwarded or not
+    forwarded = [sorted(key for _, _, key, _ in p.sent) for p in producers]
+    # Each device forwarded by exactly one process, the one its shard names, and every process has some.
+    assert sorted(d for keys in forwarded for d in keys) == devices
+    for index, keys in enumerate(forwarded):
+        assert keys and all(shard_of(f"{unique}:{d}", 3) == index for d in keys)
+    assert OTHER_SHARD._value.get() == other_before + 2 * len(devices)
+
+
+def test_the_shard_of_a_device_is_stable():
+    # crc32, not the salted hash(): every process and release must agree on it.
+    assert shard_of("admin:efac", 2) == zlib.crc32(b"admin:efac") % 2
+    assert {shard_of(f"t:{i}", 1) for i in range(50)} == {0}

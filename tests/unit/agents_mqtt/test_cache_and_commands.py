@@ -33,7 +33,7 @@ def sent() -> list[tuple[str, bytes]]:
 
 @pytest.fixture
 def handler(cache, sent) -> DeviceEventHandler:
-    return DeviceEventHandler(cache, lambda topic, payload: sent.append((topic, payload)))
+    return DeviceEventHandler(cache, sent.extend)
 
 
 @pytest.mark.parametrize(
@@ -86,7 +86,7 @@ def test_bad_events_are_contract_errors(handler, sent, event):
 
 
 def test_a_failed_publish_propagates_so_the_event_is_not_committed(cache):
-    def fail(topic: str, payload: bytes) -> None:
+    def fail(messages: list[tuple[str, bytes]]) -> None:
         raise Unavailable("broker down")
 
     with pytest.raises(Unavailable):
@@ -111,7 +111,7 @@ def test_remove_ends_the_devices_credentials_after_the_cache(cache, sent):
         assert cache.get(TENANT, "efac") is None  # messages are dropped before the session is kicked
         removed.append(username)
 
-    h = DeviceEventHandler(cache, lambda t, p: sent.append((t, p)), on_remove)
+    h = DeviceEventHandler(cache, sent.extend, on_remove)
     h(_msg(DeviceEvent.removed(TENANT, "efac")))
     h(_msg(DeviceEvent.created(TENANT, {"id": "b0b"})))
     h(_msg(DeviceEvent.removed(TENANT, "bad/id")))
@@ -123,4 +123,47 @@ def test_a_failed_removal_propagates_so_the_event_is_not_committed(cache):
         raise Unavailable("broker down")
 
     with pytest.raises(Unavailable):
-        DeviceEventHandler(cache, lambda t, p: None, on_remove)(_msg(DeviceEvent.removed(TENANT, "efac")))
+        DeviceEventHandler(cache, lambda messages: None, on_remove)(_msg(DeviceEvent.removed(TENANT, "efac")))
+
+
+def test_the_cache_feed_role_keeps_the_cache_and_acts_on_nothing(cache):
+    feed = DeviceEventHandler(cache, None)
+    feed(_msg(DeviceEvent.configure(TENANT, "efac", {"fan": 1}, 1)))  # not its job: no publish to call
+    feed(_msg(DeviceEvent.created(TENANT, {"id": "b0b", "disabled": True})))
+    feed(_msg(DeviceEvent.removed(TENANT, "efac")))
+    assert cache.get(TENANT, "b0b") == {"id": "b0b", "disabled": True}
+    assert cache.get(TENANT, "efac") is None
+
+
+def test_the_action_role_acts_and_leaves_the_cache_alone(cache, sent):
+    removed: list[str] = []
+    disabled: list[tuple[str, bool]] = []
+    actions = DeviceEventHandler(None, sent.extend, removed.append, lambda u, d: disabled.append((u, d)))
+    actions(_msg(DeviceEvent.configure(TENANT, "efac", {"fan": 1}, 1)))
+    actions(_msg(DeviceEvent.created(TENANT, {"id": "b0b", "disabled": True})))
+    actions(_msg(DeviceEvent.removed(TENANT, "efac")))
+    assert [t for t, _ in sent] == [f"{TENANT}:efac/config"]
+    assert disabled == [(f"{TENANT}:b0b", True)]
+    assert removed == [f"{TENANT}:efac"]
+    assert cache.get(TENANT, "efac") is not None and cache.get(TENANT, "b0b") is None
+
+
+def test_runs_of_configure_events_are_published_together_in_order(cache):
+    log: list[tuple[str, object]] = []
+    h = DeviceEventHandler(
+        cache, lambda messages: log.append(("publish", [t for t, _ in messages])), lambda u: log.append(("remove", u))
+    )
+    events = [
+        DeviceEvent.configure(TENANT, "a", {"n": 1}, 1),
+        DeviceEvent.configure(TENANT, "b", {"n": 2}, 2),
+        DeviceEvent.configure(TENANT, "a", {"n": 3}, 3),
+        DeviceEvent.removed(TENANT, "efac"),
+        DeviceEvent.configure(TENANT, "c", {"n": 4}, 4),
+    ]
+    h.handle_batch([_msg(e) for e in events])
+    # Each run is one call in the events' order; the removal is acted on between the two runs.
+    assert log == [
+        ("publish", [f"{TENANT}:a/config", f"{TENANT}:b/config", f"{TENANT}:a/config"]),
+        ("remove", f"{TENANT}:efac"),
+        ("publish", [f"{TENANT}:c/config"]),
+    ]

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+
+from agents.mqtt.broker import attrs_subscription
+from agents.mqtt.settings import Settings
+from ondas.settings import SettingsError
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+def _required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MQTT_AGENT_BROKER_PASSWORD", "secret")
+
+
+def test_one_shard_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MQTT_AGENT_SHARD", raising=False)
+    monkeypatch.delenv("MQTT_AGENT_SHARDS", raising=False)
+    s = Settings.from_env()
+    assert (s.shard_index, s.shard_count) == (0, 1)
+    assert attrs_subscription(s.shard_index, s.shard_count) == "$share/ondas-mqtt-agent/+/attrs"
+
+
+@pytest.mark.parametrize(("index", "count"), [("2", "2"), ("-1", "2"), ("0", "0"), ("x", "2")])
+def test_a_shard_outside_the_count_is_refused(monkeypatch: pytest.MonkeyPatch, index: str, count: str) -> None:
+    monkeypatch.setenv("MQTT_AGENT_SHARD", index)
+    monkeypatch.setenv("MQTT_AGENT_SHARDS", count)
+    with pytest.raises(SettingsError, match="MQTT_AGENT_SHARD"):
+        Settings.from_env()
+
+
+def test_each_shard_has_a_subscription_group_of_its_own() -> None:
+    groups = {attrs_subscription(i, 3) for i in range(3)}
+    assert len(groups) == 3 and all(g.startswith("$share/") and g.endswith("/+/attrs") for g in groups)
