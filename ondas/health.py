@@ -32,6 +32,15 @@ class Health:
     def add_check(self, name: str, check: Check) -> None:
         self._checks[name] = check
 
+    def hold(self) -> Callable[[], None]:
+        """Keep ``/health/ready`` at 503 (check ``startup``) until the returned function is called.
+
+        For a process that serves its health routes before it has registered all of its checks: with no
+        check registered yet, readiness would otherwise be 200 while nothing is started."""
+        started = threading.Event()
+        self.add_check("startup", started.is_set)
+        return started.set
+
     def ready(self) -> tuple[bool, dict[str, Any]]:
         results: dict[str, str] = {}
         for name, check in self._checks.items():

@@ -47,6 +47,7 @@ PORTS: dict[str, tuple[str, int]] = {
     "mqtt_agent": ("ONDAS_MQTT_AGENT_PORT", 8015),
     "mqtt_agent_api": ("ONDAS_MQTT_AGENT_API_PORT", 8016),
     "http_agent": ("ONDAS_HTTP_AGENT_PORT", 8017),
+    "http_agent_tls": ("ONDAS_HTTP_AGENT_TLS_PORT", 8018),
 }
 
 MQTT_MODES = ("unsecured", "credentials")

@@ -4,11 +4,12 @@ gateway. One place decides what runs, with which settings."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import requests
 
 from ondas.service_identity import derive_service_key
-from ondasctl import infra
+from ondasctl import infra, pki
 from ondasctl.config import Config
 from ondasctl.procs import ProcSpec
 
@@ -40,13 +41,17 @@ def infra_specs(cfg: Config) -> list[ProcSpec]:
     return specs
 
 
-def _http_ready(url: str) -> bool:
-    return requests.get(url, timeout=2).status_code == 200
+def _http_ready(url: str, ca: Path | None = None) -> bool:
+    """``ca``: an https URL, whose server certificate that CA signed."""
+    return requests.get(url, timeout=2, verify=str(ca) if ca else True).status_code == 200
 
 
-def _service(cfg: Config, name: str, module: list[str], port_key: str, env: dict[str, str]) -> ProcSpec:
+def _service(
+    cfg: Config, name: str, module: list[str], port_key: str, env: dict[str, str], ca: Path | None = None
+) -> ProcSpec:
+    """``ca``: the service serves HTTPS (its health routes too), with a server certificate that CA signed."""
     _, public = cfg.keys / "jwt-private.pem", cfg.keys / "jwt-public.pem"
-    url = cfg.url(port_key)
+    url = cfg.url(port_key).replace("http://", "https://", 1) if ca else cfg.url(port_key)
     common = {
         "ONDAS_KAFKA_BOOTSTRAP": cfg.kafka_bootstrap,
         "ONDAS_AUTH_URL": cfg.url("auth"),
@@ -62,7 +67,7 @@ def _service(cfg: Config, name: str, module: list[str], port_key: str, env: dict
         name=name,
         argv=[sys.executable, "-m", *module],
         log_file=cfg.logs / f"{name}.log",
-        ready=lambda: _http_ready(url + "/health/ready"),
+        ready=lambda: _http_ready(url + "/health/ready", ca),
         kind="service",
         env={**common, **env},
         health_url=url + "/health/ready",
@@ -161,6 +166,24 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
                 "HTTP_AGENT_DEVICE_MANAGER_URL": cfg.url("device_manager"),
                 "HTTP_AGENT_REDIS_URL": cfg.redis_url,
             },
+        ),
+        # The same agent on its TLS listener: devices connect directly with a platform CA certificate (or Basic
+        # credentials under TLS); Mosquitto's server certificate and the CA's CRL (infra.mosquitto_prepare).
+        _service(
+            cfg,
+            "http-agent-tls",
+            ["agents.http", "tls"],
+            "http_agent_tls",
+            {
+                "HTTP_AGENT_HTTPS_PORT": str(p["http_agent_tls"]),
+                "HTTP_AGENT_DEVICE_MANAGER_URL": cfg.url("device_manager"),
+                "HTTP_AGENT_REDIS_URL": cfg.redis_url,
+                "HTTP_AGENT_TLS_CERT": str(cfg.data_dir / "pki" / "server.pem"),
+                "HTTP_AGENT_TLS_KEY": str(cfg.data_dir / "pki" / "server.key"),
+                "HTTP_AGENT_TLS_CA": str(cfg.data_dir / "pki" / pki.CA_CERT),
+                "HTTP_AGENT_TLS_CRL": str(cfg.data_dir / "pki" / pki.CRL_FILE),
+            },
+            ca=cfg.data_dir / "pki" / pki.CA_CERT,
         ),
     ]
 

@@ -9,11 +9,15 @@
 Errors are ``{"error": <reason>, "detail": <what is wrong>}``; reasons and statuses are in messages.STATUS.
 Every refusal is counted in ``http_agent_messages_dropped_total{tenant,reason}`` and logged with tenant,
 device and reason. A 401 carries ``WWW-Authenticate: Basic``.
+
+On the TLS listener (server.py) a verified client certificate is the device's identity instead of the
+Authorization header.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -23,6 +27,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from agents.core.admin import admin_blueprint
 from agents.core.cache import DeviceCache
+from agents.core.certs import certificate_identity
 from agents.core.payload import Drop
 from agents.core.stats import Statistics
 from agents.http.messages import STATUS, Message, decode_json, parse_batch, parse_credentials, parse_message
@@ -87,10 +92,13 @@ def build_app(
             response.headers["WWW-Authenticate"] = REALM
         return response
 
-    def claimed() -> tuple[str | None, str | None]:
+    def claimed(certificate: dict[str, Any] | None) -> tuple[str | None, str | None]:
         """The tenant and device a request claims to be (labels and logs only: not verified)."""
         try:
-            ref, _ = parse_credentials(request.headers.get("Authorization"))
+            if certificate:
+                ref, _ = certificate_identity(certificate)
+            else:
+                ref, _ = parse_credentials(request.headers.get("Authorization"))
         except Drop:
             return None, None
         return ref.tenant, ref.device_id
@@ -99,11 +107,12 @@ def build_app(
         rules = ingest()
         state = _Request()
         caller: Caller | None = None
+        certificate = peer_certificate(request.environ)
         try:
             length = request.content_length
             if length is not None and length > max_body_bytes:
                 raise Drop("too_large", f"the body is {length} bytes, at most {max_body_bytes}")
-            caller = rules.authenticate(request.headers.get("Authorization"))
+            caller = rules.authenticate(request.headers.get("Authorization"), certificate)
             online = rules.seen(caller)
             try:
                 return handle(caller, _read_body(max_body_bytes), state)
@@ -112,7 +121,7 @@ def build_app(
                     _settle_online(rules, caller, online)
         except (Drop, Unavailable) as exc:
             drop = exc if isinstance(exc, Drop) else Drop("unavailable", exc.message)
-            tenant, device = (caller.ref.tenant, caller.ref.device_id) if caller else claimed()
+            tenant, device = (caller.ref.tenant, caller.ref.device_id) if caller else claimed(certificate)
             RECEIVED.labels(rules.tenant_label(tenant)).inc(state.messages)
             if caller is not None:
                 for _ in range(state.messages):
@@ -169,6 +178,16 @@ def build_app(
         return jsonify(error_body(reason, exc.description or exc.name)), status
 
     return app
+
+
+def peer_certificate(environ: dict[str, Any]) -> dict[str, Any] | None:
+    """The client certificate the TLS handshake verified (gunicorn hands the connection's socket to the app),
+    or None: plain HTTP, or TLS without a client certificate."""
+    sock = environ.get("gunicorn.socket")
+    if not isinstance(sock, ssl.SSLSocket):
+        return None
+    cert = sock.getpeercert()
+    return cert or None
 
 
 def _read_body(max_bytes: int) -> bytes:

@@ -21,11 +21,13 @@ import os
 import socket
 import threading
 import uuid
+from pathlib import Path
 
 import redis
 from flask import Flask
 
 from agents.core.cache import CacheWarmer, DeviceCache, fetch_device, follow_devices
+from agents.core.certs import RevocationList
 from agents.core.credentials import CredentialStore
 from agents.core.stats import Statistics
 from agents.http.api import build_app
@@ -46,8 +48,9 @@ SERVICE = "http-agent"
 class HttpAgent:
     """The agent's runtime in one worker process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tls: bool = False) -> None:
         self.settings = settings
+        self.tls = tls
         self.health = Health(SERVICE)
         self.cache = DeviceCache()
         self.stats = Statistics()
@@ -95,6 +98,7 @@ class HttpAgent:
             liveness=liveness,
             lookup=lambda tenant, device_id: fetch_device(s.device_manager_url, tenant, device_id),
             warming=lambda: not (tracker.ready and warmer.warmed),
+            revocations=RevocationList(Path(s.tls_crl)) if self.tls else None,
             publish_timeout_s=s.publish_timeout_s,
         )
         consumer_thread = self._thread("device-events", consumer.run)
@@ -153,10 +157,11 @@ def redis_client(url: str) -> redis.Redis:
 _agent: HttpAgent | None = None
 
 
-def create_worker_app(settings: Settings) -> Flask:
-    """Build and start the agent in this (worker) process and return its WSGI app."""
+def create_worker_app(settings: Settings, tls: bool = False) -> Flask:
+    """Build and start the agent in this (worker) process and return its WSGI app; ``tls``: the TLS listener's
+    worker (server.py), which takes client certificates."""
     global _agent
-    agent = HttpAgent(settings)
+    agent = HttpAgent(settings, tls)
     app = build_app(
         SERVICE,
         agent.health,

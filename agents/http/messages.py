@@ -52,6 +52,8 @@ STATUS: dict[str, int] = {
     "no_credentials": 401,
     "bad_identity": 401,
     "bad_credentials": 401,
+    "bad_certificate": 401,
+    "revoked_certificate": 401,
     "tenant_disabled": 403,
     "device_disabled": 403,
     "unknown_device": 404,

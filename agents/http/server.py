@@ -1,8 +1,16 @@
 """gunicorn for the HTTP agent: one gthread worker; the agent is built in the worker when gunicorn loads the
-app (after the fork, so no connection or thread crosses it) and stopped when the worker exits."""
+app (after the fork, so no connection or thread crosses it) and stopped when the worker exits.
+
+Two listeners, each its own process (gunicorn's TLS settings apply to every socket of a server):
+
+- ``plain`` (``HTTP_AGENT_HTTP_PORT``): Basic credentials only; what the gateway routes to.
+- ``tls`` (``HTTP_AGENT_HTTPS_PORT``): devices connect directly. A client certificate is asked for but not
+  required: one that the CA did not sign fails the handshake; a verified one is the device's identity (its CN);
+  without one, Basic credentials are checked as on the plain listener, now under TLS. TLS 1.2 at least."""
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from flask import Flask
@@ -17,13 +25,21 @@ def _worker_exit(server: Any, worker: Any) -> None:
 
 
 class _Server(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tls: bool) -> None:
         self._settings = settings
+        self._tls = tls
         super().__init__()
 
     def load_config(self) -> None:
         s = self._settings
-        self.cfg.set("bind", f"{s.common.bind_host}:{s.http_port}")
+        port = s.https_port if self._tls else s.http_port
+        self.cfg.set("bind", f"{s.common.bind_host}:{port}")
+        if self._tls:
+            self.cfg.set("certfile", s.tls_cert)
+            self.cfg.set("keyfile", s.tls_key)
+            self.cfg.set("ca_certs", s.tls_ca)
+            self.cfg.set("cert_reqs", ssl.CERT_OPTIONAL)
+            self.cfg.set("ssl_context", _ssl_context)
         self.cfg.set("workers", 1)
         self.cfg.set("threads", s.threads)
         self.cfg.set("worker_class", "gthread")
@@ -37,8 +53,16 @@ class _Server(BaseApplication):  # type: ignore[misc]
         self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Flask:
-        return create_worker_app(self._settings)
+        return create_worker_app(self._settings, tls=self._tls)
 
 
-def serve(settings: Settings) -> None:
-    _Server(settings).run()
+def _ssl_context(config: Any, default_factory: Any) -> ssl.SSLContext:
+    context: ssl.SSLContext = default_factory()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def serve(settings: Settings, tls: bool = False) -> None:
+    if tls:
+        settings.check_tls()
+    _Server(settings, tls).run()

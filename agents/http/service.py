@@ -2,7 +2,9 @@
 
 Order of checks (each refusal is a :class:`~agents.core.payload.Drop`, see messages.STATUS):
 
-1. credentials (``Authorization: Basic``): missing or malformed -> 401, wrong password, unknown device or a
+1. who: on the TLS listener a verified client certificate names the device (CN ``<tenant>:<device-id>``; a
+   CN of another shape or a revoked certificate -> 401; the Authorization header is then not read); otherwise
+   credentials (``Authorization: Basic``): missing or malformed -> 401, wrong password, unknown device or a
    device of another tenant -> 401 (the answer never says which, so nothing can be probed without a password);
 2. the tenant is served (403 ``tenant_disabled``), asked only once the password was right;
 3. the device exists in the device cache, or the device manager knows it (404 ``unknown_device``);
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.core.cache import Device, DeviceCache
+from agents.core.certs import RevocationList, certificate_identity
 from agents.core.credentials import CredentialStore
 from agents.core.payload import DeviceRef, Drop, attribute_types
 from agents.core.stamping import DeviceClock, device_headers
@@ -71,7 +74,9 @@ class Ingest:
         publish_timeout_s: float,
         clock: Callable[[], int] = now_ms,
         absent_ttl: float = 2.0,
+        revocations: RevocationList | None = None,
     ) -> None:
+        """``revocations``: the CA's CRL, on the TLS listener only (where certificates are taken)."""
         self._cache = cache
         self._credentials = credentials
         self._producer = producer
@@ -83,15 +88,20 @@ class Ingest:
         self._absent: dict[tuple[str, str], float] = {}
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
         self._stamps = DeviceClock(clock)
+        self._revocations = revocations
 
     def tenant_label(self, tenant: str | None) -> str:
         return tenant if tenant and self._cache.has_tenant(tenant) else UNKNOWN_TENANT
 
     # -- who -----------------------------------------------------------------------------------------------
-    def authenticate(self, authorization: str | None) -> Caller:
-        ref, password = parse_credentials(authorization)
-        if not self._credentials.verify(ref.tenant, ref.device_id, password):
-            raise Drop("bad_credentials", "wrong username or password")
+    def authenticate(self, authorization: str | None, certificate: dict[str, Any] | None = None) -> Caller:
+        """``certificate``: the verified client certificate of the TLS connection (``getpeercert()``), if any."""
+        if certificate:
+            ref = self._certified(certificate)
+        else:
+            ref, password = parse_credentials(authorization)
+            if not self._credentials.verify(ref.tenant, ref.device_id, password):
+                raise Drop("bad_credentials", "wrong username or password")
         if not self._cache.has_tenant(ref.tenant):
             if self._warming():
                 raise Unavailable("the agent is starting; retry shortly")
@@ -102,6 +112,14 @@ class Ingest:
         if device.get("disabled") is True:
             raise Drop("device_disabled", f"device {ref.device_id!r} is disabled in the device manager")
         return Caller(ref, device)
+
+    def _certified(self, certificate: dict[str, Any]) -> DeviceRef:
+        if self._revocations is None:
+            raise Drop("bad_certificate", "client certificates are taken on the agent's TLS listener only")
+        ref, serial = certificate_identity(certificate)
+        if self._revocations.is_revoked(serial):
+            raise Drop("revoked_certificate", f"certificate {serial:x} was revoked")
+        return ref
 
     def _look_up(self, ref: DeviceRef) -> Device | None:
         """A device the cache does not know yet (its create event may still be on its way)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ondas.settings import CommonSettings, SettingsError, env_float, env_int, env_str
 
@@ -28,6 +29,13 @@ class Settings:
     liveness_timeout_s: float
     # How long a verified password is remembered in the process (agents/core/credentials.py).
     credentials_cache_s: float
+    # The TLS listener (``python -m agents.http tls``): devices log in with a client certificate signed by
+    # ``tls_ca`` (CN ``<tenant>:<device-id>``, checked against ``tls_crl``) or with Basic credentials over TLS.
+    https_port: int
+    tls_cert: str
+    tls_key: str
+    tls_ca: str
+    tls_crl: str
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -43,6 +51,11 @@ class Settings:
             publish_timeout_s=env_float("HTTP_AGENT_PUBLISH_TIMEOUT", 10.0),
             liveness_timeout_s=env_float("HTTP_AGENT_LIVENESS_TIMEOUT", 300.0),
             credentials_cache_s=env_float("HTTP_AGENT_CREDENTIALS_CACHE_SECONDS", 10.0),
+            https_port=env_int("HTTP_AGENT_HTTPS_PORT", 8018, minimum=1),
+            tls_cert=env_str("HTTP_AGENT_TLS_CERT", ""),
+            tls_key=env_str("HTTP_AGENT_TLS_KEY", ""),
+            tls_ca=env_str("HTTP_AGENT_TLS_CA", ""),
+            tls_crl=env_str("HTTP_AGENT_TLS_CRL", ""),
         )
         for name, value in (
             ("HTTP_AGENT_PUBLISH_TIMEOUT", settings.publish_timeout_s),
@@ -52,3 +65,17 @@ class Settings:
             if value < 0:
                 raise SettingsError(f"setting {name} must not be negative, got {value}")
         return settings
+
+    def check_tls(self) -> None:
+        """The TLS listener needs its certificate, key, the CA that signs device certificates and that CA's
+        CRL: raises SettingsError naming each one missing."""
+        for name, value in (
+            ("HTTP_AGENT_TLS_CERT", self.tls_cert),
+            ("HTTP_AGENT_TLS_KEY", self.tls_key),
+            ("HTTP_AGENT_TLS_CA", self.tls_ca),
+            ("HTTP_AGENT_TLS_CRL", self.tls_crl),
+        ):
+            if not value:
+                raise SettingsError(f"the TLS listener needs setting {name}")
+            if not Path(value).is_file():
+                raise SettingsError(f"setting {name}: {value} is not a readable file")

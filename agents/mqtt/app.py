@@ -41,6 +41,8 @@ class MqttAgent:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.health = Health(SERVICE)
+        # Health is served from the start of run(), but ready only once run() registered every check below.
+        self._started = self.health.hold()
         self.cache = DeviceCache()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mqtt: MqttConnection | None = None
@@ -201,6 +203,7 @@ class MqttAgent:
         self.health.add_check(
             "device-events", lambda: all(t.is_alive() for t in threads) and all(c.ready.is_set() for c in consumers)
         )
+        self._started()
         try:
             for thread in threads:
                 thread.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 
 from tests.e2e.helpers import Subscriber, api, mosquitto_pub, poll
 
@@ -51,6 +52,8 @@ def test_status_reports_every_process_healthy(platform):
         "persister",
         "history",
         "mqtt-agent",
+        "http-agent",
+        "http-agent-tls",
         "gateway",
     } <= names
     assert status["healthy"], [p for p in status["processes"] if not p["healthy"]]
@@ -104,6 +107,29 @@ def test_the_dojot_tutorial_end_to_end(platform):
     topic, _, payload = lines[0].partition(" ")
     assert topic == f"{identity}/config"
     assert json.loads(payload) == {"fan": 100}
+
+
+def test_a_device_certificate_sends_over_the_http_agents_tls_listener(platform, tmp_path):
+    """The platform CA's certificate (``ondasctl device-cert``) opens the HTTP agent's TLS listener, the data
+    reaches history, and once the device is removed the certificate no longer gets anything in."""
+    token = platform.token()
+    _, device_id = create_device(platform, token, "https thermometer")
+    out = tmp_path / "cert"
+    platform.ctl("device-cert", "admin", device_id, "--out", str(out))
+    url = f"https://127.0.0.1:{platform.port('http_agent_tls')}/http-agent/v1/incoming-messages"
+    tls = {"verify": str(platform.data_dir / "pki" / "ca.pem"), "cert": (str(out / "cert.pem"), str(out / "key.pem"))}
+
+    def send(value: float) -> requests.Response:
+        return requests.post(url, json={"data": {"temperature": value}}, timeout=15, **tls)
+
+    # The agent may learn of the new device from its event or by asking the device manager: 204 either way.
+    assert send(21.5).status_code == 204
+    r = poll(lambda: history(platform, token, device_id), lambda r: r.status_code == 200 and len(r.json()) == 1)
+    assert r.json()[0]["value"] == 21.5
+
+    assert api("DELETE", f"{platform.gateway}/device/{device_id}", token).status_code == 200
+    refused = poll(lambda: send(1.0), lambda r: r.status_code != 204)
+    assert refused.status_code in (401, 404), refused.text  # revoked, or no such device any more
 
 
 def _try(fn):

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agents.core.credentials import CredentialStore
 from ondas.kafka import consumer_config
+from ondasctl import pki
 from ondasctl.ports import free_port
 from tests.integration.agents_mqtt.conftest import Stub, device, typed_device, wait_until
 from tests.tokens import TokenMaker
@@ -32,23 +33,29 @@ LIVENESS_TIMEOUT_S = 2
 
 
 class HttpAgent:
-    def __init__(self, proc: subprocess.Popen[bytes], base: str, log_path: Path, tokens: TokenMaker) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], base: str, log_path: Path, tokens: TokenMaker, ca: Path | None = None
+    ) -> None:
         self.proc = proc
         self.base = base
         self.log_path = log_path
         self.tokens = tokens  # user tokens the agent accepts (its operator routes)
+        self.verify: str | bool = str(ca) if ca else True  # the TLS listener: its server certificate's CA
 
     def post(self, path: str, body: Any = None, *, auth: tuple[str, str, str] | None = None,
-             raw: bytes | None = None, headers: dict[str, str] | None = None) -> requests.Response:  # fmt: skip
-        """POST ``body`` as JSON (or ``raw`` bytes) with Basic credentials ``(tenant, device, password)``."""
+             raw: bytes | None = None, headers: dict[str, str] | None = None,
+             cert: tuple[Path, Path] | None = None) -> requests.Response:  # fmt: skip
+        """POST ``body`` as JSON (or ``raw`` bytes) with Basic credentials ``(tenant, device, password)`` and,
+        on the TLS listener, a client certificate ``(cert, key)``."""
         h = {"Content-Type": "application/json", **(headers or {})}
         if auth is not None:
             h["Authorization"] = basic(*auth)
         data = raw if raw is not None else json.dumps(body).encode()
-        return requests.post(self.base + path, data=data, headers=h, timeout=30)
+        client_cert = (str(cert[0]), str(cert[1])) if cert else None
+        return requests.post(self.base + path, data=data, headers=h, timeout=30, verify=self.verify, cert=client_cert)
 
     def metric(self, name: str, **labels: str) -> float:
-        text = requests.get(f"{self.base}/metrics", timeout=5).text
+        text = requests.get(f"{self.base}/metrics", timeout=5, verify=self.verify).text
         total = 0.0
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -57,7 +64,7 @@ class HttpAgent:
         return total
 
     def ready(self) -> bool:
-        return requests.get(f"{self.base}/health/ready", timeout=5).status_code == 200
+        return requests.get(f"{self.base}/health/ready", timeout=5, verify=self.verify).status_code == 200
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -75,9 +82,26 @@ def basic(tenant: str, device_id: str, password: str) -> str:
 
 
 def launch_http_agent(
-    bootstrap: str, redis_url: str, stub: Stub, log_path: Path, extra_env: dict[str, str] | None = None
+    bootstrap: str,
+    redis_url: str,
+    stub: Stub,
+    log_path: Path,
+    extra_env: dict[str, str] | None = None,
+    pki_dir: Path | None = None,
 ) -> HttpAgent:
+    """``pki_dir``: start the TLS listener instead, with that platform CA's server certificate and CRL."""
     port = free_port()
+    tls_env = (
+        {
+            "HTTP_AGENT_HTTPS_PORT": str(port),
+            "HTTP_AGENT_TLS_CERT": str(pki_dir / "server.pem"),
+            "HTTP_AGENT_TLS_KEY": str(pki_dir / "server.key"),
+            "HTTP_AGENT_TLS_CA": str(pki_dir / pki.CA_CERT),
+            "HTTP_AGENT_TLS_CRL": str(pki_dir / pki.CRL_FILE),
+        }
+        if pki_dir
+        else {}
+    )
     tokens = TokenMaker(log_path.parent / "keys")
     env = {
         **os.environ,
@@ -93,13 +117,21 @@ def launch_http_agent(
         "HTTP_AGENT_LIVENESS_TIMEOUT": str(LIVENESS_TIMEOUT_S),
         # Long enough that only the change announcements can explain a new password taking effect at once.
         "HTTP_AGENT_CREDENTIALS_CACHE_SECONDS": "300",
+        **tls_env,
         **(extra_env or {}),
     }
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agents.http"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "agents.http", "tls" if pki_dir else "plain"],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
-    agent = HttpAgent(proc, f"http://127.0.0.1:{port}", log_path, tokens)
+    scheme = "https" if pki_dir else "http"
+    agent = HttpAgent(
+        proc, f"{scheme}://127.0.0.1:{port}", log_path, tokens, pki_dir / pki.CA_CERT if pki_dir else None
+    )
 
     def ready() -> bool:
         if proc.poll() is not None:

@@ -33,3 +33,11 @@ def test_a_shard_outside_the_count_is_refused(monkeypatch: pytest.MonkeyPatch, i
 def test_each_shard_has_a_subscription_group_of_its_own() -> None:
     groups = {attrs_subscription(i, 3) for i in range(3)}
     assert len(groups) == 3 and all(g.startswith("$share/") and g.endswith("/+/attrs") for g in groups)
+
+
+def test_a_new_agent_is_not_ready_before_run_registers_its_checks() -> None:
+    """run() serves /health/ready before it has built its connections: that window must answer 503."""
+    from agents.mqtt.app import MqttAgent
+
+    ok, body = MqttAgent(Settings.from_env()).health.ready()
+    assert not ok and body["checks"] == {"startup": "failing"}
