@@ -229,10 +229,10 @@ class MqttAgent:
             for thread in threads:
                 await asyncio.get_running_loop().run_in_executor(None, thread.join, 10)
             if self._mqtt is not None:
-                await mqtt.stop()
+                await mqtt.stop(leave=s.leave_on_stop)
             self._mqtt = None
             if live is not None and live.connected:
-                await live.stop()
+                await live.stop(leave=s.leave_on_stop)
             if api is not None:
                 api.stop()
             if dynsec is not None and dynsec.connected:

@@ -123,6 +123,8 @@ class MqttConnection:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._subscribed = asyncio.Event()
+        self._unsubscribed = asyncio.Event()
+        self._client.on_unsubscribe = lambda client, mid, granted: self._unsubscribed.set()
         self._tasks: set[asyncio.Future[Any]] = set()
         self._stopping = False
 
@@ -135,14 +137,26 @@ class MqttConnection:
         await connect_with_retry(self._client, self._host, self._port, timeout)
         await asyncio.wait_for(self._subscribed.wait(), timeout)
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Finish the messages being handled (so they are acknowledged), then end the session for good."""
+    async def stop(self, leave: bool = False, timeout: float = 10.0) -> None:
+        """Stop taking messages and disconnect.
+
+        ``leave`` False: the session is kept (the broker keeps queueing for it until it expires), and a message
+        received but not yet acknowledged is sent again when a process with this client id reconnects: a
+        restart loses nothing. ``leave`` True: unsubscribe first (the broker assigns this session nothing new),
+        finish and acknowledge what was received, then end the session."""
+        if leave and self.connected:
+            self._unsubscribed.clear()
+            self._client.unsubscribe(self._subscriptions)
+            try:
+                await asyncio.wait_for(self._unsubscribed.wait(), timeout)
+            except TimeoutError:
+                log.warning("no UNSUBACK from the broker, leaving anyway")
+        # Finishing the handlers under way spares duplicates; one that does not finish in time is no loss while
+        # the session is kept (what was not acknowledged is sent again).
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
         self._stopping = True
-        # A graceful stop leaves nothing to redeliver: drop the session so the shared subscription does not
-        # keep queueing messages for a member that is gone.
-        await self._client.disconnect(session_expiry_interval=0)
+        await self._client.disconnect(**({"session_expiry_interval": 0} if leave else {}))
 
     def _on_connect(self, client: Client, flags: int, rc: int, properties: dict[str, Any]) -> None:
         log.info("connected to the MQTT broker", extra={"session_present": bool(flags)})

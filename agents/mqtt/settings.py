@@ -19,6 +19,11 @@ class Settings:
     # (a shared subscription may queue messages for an offline member until its session expires).
     client_id: str
     session_expiry_s: int
+    # What a graceful stop (SIGTERM) does with the MQTT sessions. Off (the default): they are kept, so a restart
+    # with the same client id gets what devices sent meanwhile and whatever was in flight (nothing lost across
+    # restarts). On: leave for good (scale-down): unsubscribe, finish what was received, end the sessions; the
+    # broker then sends the shared subscription's messages to the remaining members only.
+    leave_on_stop: bool
     # How many unacknowledged QoS 1 messages the broker may have in flight to the agent at once. The protocol's
     # maximum by default: Mosquitto 2.0.11 was measured to deliver a publisher's messages out of order to a
     # subscriber whose window is full (a message arriving as a slot frees overtakes the queued ones: 15,314 of
@@ -77,6 +82,7 @@ class Settings:
             broker_password=env_str("MQTT_AGENT_BROKER_PASSWORD"),
             client_id=env_str("MQTT_AGENT_BROKER_CLIENT_ID", "ondas-mqtt-agent-0"),
             session_expiry_s=env_int("MQTT_AGENT_BROKER_SESSION_EXPIRY", 300),
+            leave_on_stop=env_choice("MQTT_AGENT_LEAVE_ON_STOP", ("on", "off"), "off") == "on",
             receive_maximum=env_int("MQTT_AGENT_BROKER_RECEIVE_MAXIMUM", 65535, minimum=1),
             device_manager_url=env_str("MQTT_AGENT_DEVICE_MANAGER_URL", "http://127.0.0.1:8011"),
             consumer_group=env_str("MQTT_AGENT_CONSUMER_GROUP", "mqtt-agent"),

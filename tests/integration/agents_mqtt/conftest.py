@@ -170,6 +170,9 @@ def launch_agent(
         # A group per agent unless a test shares one: a member of another module's agent that left the group
         # while its first join was pending was seen to keep the embedded broker's group from assigning anyone.
         "MQTT_AGENT_CONSUMER_GROUP": f"mqtt-agent-{client_id}",
+        # Test agents do not come back (each has a client id of its own): a graceful stop leaves the shared
+        # subscription, or the kept session would take its share of the next module's messages.
+        "MQTT_AGENT_LEAVE_ON_STOP": "on",
         **(extra_env or {}),
     }
     with open(log_path, "ab") as log_file:

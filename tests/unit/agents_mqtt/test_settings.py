@@ -41,3 +41,13 @@ def test_a_new_agent_is_not_ready_before_run_registers_its_checks() -> None:
 
     ok, body = MqttAgent(Settings.from_env()).health.ready()
     assert not ok and body["checks"] == {"startup": "failing"}
+
+
+def test_a_graceful_stop_keeps_the_sessions_unless_told_to_leave(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MQTT_AGENT_LEAVE_ON_STOP", raising=False)
+    assert Settings.from_env().leave_on_stop is False
+    monkeypatch.setenv("MQTT_AGENT_LEAVE_ON_STOP", "on")
+    assert Settings.from_env().leave_on_stop is True
+    monkeypatch.setenv("MQTT_AGENT_LEAVE_ON_STOP", "yes")
+    with pytest.raises(SettingsError, match="MQTT_AGENT_LEAVE_ON_STOP"):
+        Settings.from_env()
