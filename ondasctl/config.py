@@ -11,6 +11,9 @@ Settings (all optional):
 - ``ONDAS_MQTT_MODE``: ``unsecured`` (default; dojot's mode, the MQTT username is the identity and no password
   is asked, allowed because the device listener is bound to loopback) or ``credentials`` (each device logs in
   with its own password, kept by Mosquitto's dynamic security plugin; removed devices are kicked and refused).
+- ``ONDAS_MQTT_LEGACY_TOPICS``: ``on`` also takes dojot's Mosca-era topics on the plain listener, publish
+  ``/<tenant>/<device-id>/attrs`` and receive ``/<tenant>/<device-id>/config`` (default ``off``). Unsecured mode
+  only: the topic names the device and nothing binds it to the connection (as in Mosca's non-strict mode).
 - ``ONDAS_GATEWAY_RATE_LIMIT``: replaces the limit of every ``rate-limiting`` plugin in gateway/kong.yml
   (default: the file's own, 5 logins a minute per client); test suites that log in often raise it.
 """
@@ -71,6 +74,7 @@ class Config:
     log_level: str = "INFO"
     gateway_rate_limit: int | None = None
     mqtt_mode: str = "unsecured"
+    mqtt_legacy_topics: bool = False
     notes: list[str] = field(default_factory=list)
 
     # -- paths ---------------------------------------------------------------------------------------------
@@ -142,9 +146,17 @@ def load(data_dir: Path | None = None, env: dict[str, str] | None = None) -> Con
         gateway_rate_limit=int(env["ONDAS_GATEWAY_RATE_LIMIT"]) if env.get("ONDAS_GATEWAY_RATE_LIMIT") else None,
         external={k: env[v] for k, v in EXTERNAL.items() if env.get(v)},
         mqtt_mode=env.get("ONDAS_MQTT_MODE") or "unsecured",
+        mqtt_legacy_topics=(env.get("ONDAS_MQTT_LEGACY_TOPICS") or "off") == "on",
     )
     if cfg.mqtt_mode not in MQTT_MODES:
         raise ValueError(f"ONDAS_MQTT_MODE must be one of {', '.join(MQTT_MODES)}, got {cfg.mqtt_mode!r}")
+    if (env.get("ONDAS_MQTT_LEGACY_TOPICS") or "off") not in ("on", "off"):
+        raise ValueError(f"ONDAS_MQTT_LEGACY_TOPICS must be on or off, got {env['ONDAS_MQTT_LEGACY_TOPICS']!r}")
+    if cfg.mqtt_legacy_topics and cfg.mqtt_mode != "unsecured":
+        raise ValueError(
+            "ONDAS_MQTT_LEGACY_TOPICS=on needs ONDAS_MQTT_MODE=unsecured: a topic /<tenant>/<device-id>/attrs "
+            "cannot be bound to a device's password login; devices with passwords use <tenant>:<device-id>/attrs"
+        )
     previous: dict[str, int] = {}
     ports_file = data_dir / "run" / "ports.json"
     if ports_file.exists():

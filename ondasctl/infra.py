@@ -291,9 +291,15 @@ def mosquitto_prepare(cfg: Config) -> None:
     crl = write_crl(cfg.data_dir / "pki")
     # Devices: a device may publish only on its own attrs topic and receive only its own config topic.
     (d / "devices.acl").write_text("pattern write %u/attrs\npattern read %u/config\n")
+    # Legacy (Mosca) topics, plain listener in unsecured mode only: the topic names the device, and nothing can
+    # bind it to the connection (an ACL pattern substitutes the username, <tenant>:<device-id>, as it is).
+    (d / "devices-legacy.acl").write_text(
+        "pattern write %u/attrs\npattern read %u/config\npattern write /+/+/attrs\npattern read /+/+/config\n"
+    )
     # The agent (internal listener only): reads every device's attrs, writes every device's config.
+    legacy = "topic read +/+/+/attrs\ntopic write +/+/+/config\n" if cfg.mqtt_legacy_topics else ""
     (d / "internal.acl").write_text(
-        f"user {MQTT_AGENT_USER}\ntopic read +/attrs\ntopic write +/config\ntopic read $SYS/#\n"
+        f"user {MQTT_AGENT_USER}\ntopic read +/attrs\ntopic write +/config\n{legacy}topic read $SYS/#\n"
     )
     passwd = d / "internal.passwd"
     passwd.write_text("")
@@ -326,7 +332,7 @@ def mosquitto_prepare(cfg: Config) -> None:
                 "# Devices, plain MQTT. Loopback only: dojot's unsecured mode (the username is the identity).",
                 f"listener {cfg.ports['mqtt']} {cfg.host}",
                 "allow_anonymous true",
-                f"acl_file {d}/devices.acl",
+                f"acl_file {d}/devices-legacy.acl" if cfg.mqtt_legacy_topics else f"acl_file {d}/devices.acl",
             ]
             if cfg.mqtt_mode == "unsecured"
             else [

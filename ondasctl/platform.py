@@ -153,6 +153,7 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
                 ),
                 # A removed device's certificates are revoked (the platform CA's CRL; Mosquitto reloads it).
                 "MQTT_AGENT_PKI_DIR": str(cfg.data_dir / "pki"),
+                "MQTT_AGENT_LEGACY_TOPICS": "on" if cfg.mqtt_legacy_topics else "off",
                 "MQTT_AGENT_BROKER_PID_FILE": str(infra.mosquitto_pid_file(cfg)),
             },
         ),

@@ -114,6 +114,7 @@ class MqttAgent:
                 removal_handler(revoker_from_settings(s), self.remove_sync if s.dynsec_port else None),
                 on_disable=self.disable_sync if s.dynsec_port else None,
                 stats=self.stats,
+                legacy_topics=s.legacy_topics,
             ).handle_batch,
         )
         consumers = [feed, actions]
@@ -138,7 +139,10 @@ class MqttAgent:
             session_expiry_s=s.session_expiry_s,
             receive_maximum=s.receive_maximum,
             on_attrs=bridge.handle,
-            subscription=attrs_subscription(s.shard_index, s.shard_count),
+            subscriptions=[
+                attrs_subscription(s.shard_index, s.shard_count),
+                *([attrs_subscription(s.shard_index, s.shard_count, legacy=True)] if s.legacy_topics else []),
+            ],
         )
         # Liveness on a connection of its own, so the broker's log never queues behind device messages.
         live = (
@@ -151,7 +155,7 @@ class MqttAgent:
                 session_expiry_s=s.session_expiry_s,
                 receive_maximum=s.receive_maximum,
                 on_attrs=LivenessBridge(cache=self.cache, producer=producer).handle,
-                subscription=LOG_TOPIC,
+                subscriptions=[LOG_TOPIC],
             )
             if s.liveness
             else None

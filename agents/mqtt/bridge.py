@@ -43,7 +43,7 @@ from agents.core.payload import (
 from agents.core.stamping import DeviceClock, device_headers
 from agents.core.stats import Statistics
 from agents.mqtt.metrics import DROPPED, OTHER_SHARD, PUBLISHED, RECEIVED, UNKNOWN_ATTRS, UNKNOWN_TENANT
-from agents.mqtt.topics import parse_attrs_topic
+from agents.mqtt.topics import parse_attrs_topic, topic_identity
 from ondas.kafka import Producer
 from ondas.log import bind
 from ondas.timestamps import now_ms
@@ -116,7 +116,7 @@ class AttrsBridge:
         return self._stamps.stamp(ref.tenant, ref.device_id)
 
     async def handle(self, topic: str, payload: bytes) -> int:
-        key = topic.rpartition("/")[0]  # the device's username, <tenant>:<device-id>
+        key = topic_identity(topic)  # the device's username, <tenant>:<device-id>, whichever topic form
         if self._shard_count > 1 and shard_of(key, self._shard_count) != self._shard_index:
             OTHER_SHARD.inc()
             return ACK
@@ -178,12 +178,11 @@ class AttrsBridge:
 
     def _dropped(self, topic: str, label: str, drop: Drop) -> int:
         DROPPED.labels(label, drop.reason).inc()
-        tenant, _, rest = topic.partition(":")
+        tenant, _, device_id = topic_identity(topic).partition(":")
         if self._stats is not None and label == tenant:  # a served tenant: counted for it (and its device)
-            device_id = rest.rpartition("/")[0]
             known = self._cache.get(tenant, device_id) is not None
             self._stats.dropped(tenant, device_id if known else None, drop.reason)
-        with bind(tenant=tenant[:64], device=rest.rpartition("/")[0][:128]):
+        with bind(tenant=tenant[:64], device=device_id[:128]):
             log.warning("message dropped", extra={"reason": drop.reason, "detail": drop.detail, "topic": topic})
         return ACK
 
@@ -205,5 +204,5 @@ class AttrsBridge:
 
 
 def _tenant_label(topic: str, cache: DeviceCache) -> str:
-    tenant = topic.partition(":")[0]
+    tenant = topic_identity(topic).partition(":")[0]
     return tenant if cache.has_tenant(tenant) else UNKNOWN_TENANT

@@ -27,12 +27,13 @@ log = logging.getLogger("agents.mqtt.broker")
 SHARE_GROUP = "ondas-mqtt-agent"
 
 
-def attrs_subscription(shard_index: int, shard_count: int) -> str:
+def attrs_subscription(shard_index: int, shard_count: int, legacy: bool = False) -> str:
     """Every device's attrs, for the bridge processes of one shard. Each shard's group is sent every message
     (the bridge forwards its own devices' and acknowledges the others'); processes given the same shard share
-    its messages in turn, which keeps no order between them (bridge.py)."""
+    its messages in turn, which keeps no order between them (bridge.py). ``legacy``: the Mosca-era topics
+    ``/<tenant>/<device-id>/attrs`` instead, in the same group."""
     group = SHARE_GROUP if shard_count == 1 else f"{SHARE_GROUP}-{shard_index}-of-{shard_count}"
-    return f"$share/{group}/+/attrs"
+    return f"$share/{group}/+/+/+/attrs" if legacy else f"$share/{group}/+/attrs"
 
 
 MessageHandler = Callable[[str, bytes], Awaitable[int]]
@@ -101,12 +102,12 @@ class MqttConnection:
         session_expiry_s: int,
         receive_maximum: int,
         on_attrs: MessageHandler,
-        subscription: str,
+        subscriptions: Sequence[str],
     ) -> None:
         self._host = host
         self._port = port
         self._on_attrs = on_attrs
-        self._subscriptions = [subscription]
+        self._subscriptions = list(subscriptions)
         self._store = AckTrackingStorage()
         self._client = Client(
             client_id,

@@ -29,10 +29,10 @@ from collections.abc import Callable, Sequence
 from confluent_kafka import Message
 
 from agents.core.cache import DeviceCache
-from agents.core.payload import Drop, parse_device
+from agents.core.payload import DeviceRef, Drop, parse_device
 from agents.core.stats import Statistics
 from agents.mqtt.metrics import CONFIG_SENT
-from agents.mqtt.topics import config_topic
+from agents.mqtt.topics import config_topic, legacy_config_topic
 from ondas.contracts import ContractError, DeviceEvent
 from ondas.log import bind
 from ondas.topics import parse
@@ -57,8 +57,11 @@ class DeviceEventHandler:
         on_remove: RemoveSync | None = None,
         on_disable: DisableSync | None = None,
         stats: Statistics | None = None,
+        legacy_topics: bool = False,
     ) -> None:
+        """``legacy_topics``: a configure is also published on ``/<tenant>/<device-id>/config``."""
         self._cache = cache
+        self._legacy_topics = legacy_topics
         self._publish = publish
         self._on_remove = on_remove
         self._on_disable = on_disable
@@ -108,19 +111,20 @@ class DeviceEventHandler:
         if not events or self._publish is None:
             return
         messages: list[tuple[str, bytes]] = []
-        refs = []
+        sent: list[tuple[DeviceRef, list[str]]] = []
         for tenant, event in events:
             try:
                 ref = parse_device(f"{tenant}:{event.device_id}")
             except Drop as exc:
                 raise ContractError(f"data.id: {exc.detail}") from exc
             payload = json.dumps(event.data["attrs"], separators=(",", ":"), ensure_ascii=False).encode()
-            messages.append((config_topic(ref), payload))
-            refs.append(ref)
+            topics = [config_topic(ref), *([legacy_config_topic(ref)] if self._legacy_topics else [])]
+            messages.extend((topic, payload) for topic in topics)
+            sent.append((ref, topics))
         self._publish(messages)
-        for ref, (topic, _) in zip(refs, messages, strict=True):
+        for ref, topics in sent:
             CONFIG_SENT.labels(ref.tenant).inc()
             if self._stats is not None:
                 self._stats.sent(ref.tenant, ref.device_id)
             with bind(tenant=ref.tenant, device=ref.device_id):
-                log.info("configuration sent", extra={"topic": topic})
+                log.info("configuration sent", extra={"topics": topics})

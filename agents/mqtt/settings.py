@@ -38,6 +38,9 @@ class Settings:
     # devices whose crc32("<tenant>:<device>") % shard_count is its ``shard_index``.
     shard_index: int
     shard_count: int
+    # dojot's Mosca-era topics too: forward /<tenant>/<device-id>/attrs, send configure on both config topics.
+    # The broker must let devices use them (ondasctl: ONDAS_MQTT_LEGACY_TOPICS, unsecured mode only).
+    legacy_topics: bool
     max_payload_bytes: int
     max_depth: int
     # Publish online/offline events from the broker's connection log. On exactly one agent process.
@@ -88,6 +91,7 @@ class Settings:
             consumer_group=env_str("MQTT_AGENT_CONSUMER_GROUP", "mqtt-agent"),
             shard_index=env_int("MQTT_AGENT_SHARD", 0, minimum=0),
             shard_count=env_int("MQTT_AGENT_SHARDS", 1, minimum=1),
+            legacy_topics=env_choice("MQTT_AGENT_LEGACY_TOPICS", ("on", "off"), "off") == "on",
             max_payload_bytes=env_int("MQTT_AGENT_MAX_PAYLOAD_BYTES", 65536),
             max_depth=env_int("MQTT_AGENT_MAX_JSON_DEPTH", 32),
             liveness=env_choice("MQTT_AGENT_LIVENESS", ("on", "off"), "on") == "on",

@@ -314,9 +314,10 @@ class Broker:
 
 
 @contextlib.contextmanager
-def own_broker(mode: str) -> Iterator[Broker]:
+def own_broker(mode: str, legacy_topics: bool = False) -> Iterator[Broker]:
     cfg = make_test_config(f"ondas-mqtt-{mode}-")
     cfg.mqtt_mode = mode
+    cfg.mqtt_legacy_topics = legacy_topics
     proc = Proc(infra.mosquitto_spec(cfg))
     proc.start()
     try:

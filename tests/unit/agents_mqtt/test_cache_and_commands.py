@@ -4,6 +4,7 @@ import pytest
 from confluent_kafka import Message
 
 from agents.core.cache import DeviceCache
+from agents.core.stats import Statistics
 from agents.mqtt.commands import DeviceEventHandler
 from ondas.contracts import ContractError, DeviceEvent
 from ondas.errors import Unavailable
@@ -66,6 +67,20 @@ def test_events_of_a_tenant_not_warmed_are_ignored(handler, cache):
 def test_configure_publishes_the_attrs_to_the_config_topic(handler, sent):
     handler(_msg(DeviceEvent.configure(TENANT, "efac", {"fan": 100, "label": "são"}, 1)))
     assert [(t, json.loads(p)) for t, p in sent] == [("admin:efac/config", {"fan": 100, "label": "são"})]
+
+
+def test_with_legacy_topics_a_configure_goes_to_both_config_topics(cache, sent):
+    stats = Statistics()
+    DeviceEventHandler(cache, sent.extend, stats=stats, legacy_topics=True).handle_batch(
+        [_msg(DeviceEvent.configure(TENANT, "efac", {"fan": 1}, 1)), _msg(DeviceEvent.configure(TENANT, "b", {}, 2))]
+    )
+    assert sent == [
+        ("admin:efac/config", b'{"fan":1}'),
+        ("/admin/efac/config", b'{"fan":1}'),
+        ("admin:b/config", b"{}"),
+        ("/admin/b/config", b"{}"),
+    ]
+    assert stats.device(TENANT, "efac")["sent_to_device"] == 1  # one configuration, whatever the number of topics
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from agents.core.payload import (
     check_attrs,
     decode_attrs,
 )
-from agents.mqtt.topics import attrs_topic, config_topic, parse_attrs_topic
+from agents.mqtt.topics import attrs_topic, config_topic, legacy_config_topic, parse_attrs_topic, topic_identity
 from ondas.contracts import DeviceData
 
 pytestmark = pytest.mark.unit
@@ -41,7 +41,6 @@ def test_attrs_topic_parses(topic, expected):
         "admin:efac/config",
         "admin:efac",
         "admin:efac/attrs/more",
-        "/admin/efac/attrs",
         "efac/attrs",
         ":efac/attrs",
         "admin:/attrs",
@@ -56,7 +55,6 @@ def test_attrs_topic_parses(topic, expected):
         "config-topic",
         "no-suffix",
         "extra-level",
-        "mosca-style",
         "no-tenant",
         "empty-tenant",
         "empty-device",
@@ -69,6 +67,24 @@ def test_attrs_topic_parses(topic, expected):
     ],
 )
 def test_attrs_topic_rejects(topic):
+    with pytest.raises(Drop) as exc:
+        parse_attrs_topic(topic)
+    assert exc.value.reason == "bad_topic"
+
+
+def test_mosca_era_topics_parse_to_the_same_device():
+    ref = parse_attrs_topic("/admin/efac/attrs")
+    assert ref == DeviceRef("admin", "efac") == parse_attrs_topic("admin:efac/attrs")
+    assert legacy_config_topic(ref) == "/admin/efac/config"
+    assert topic_identity("/admin/efac/attrs") == topic_identity("admin:efac/attrs") == "admin:efac"
+
+
+@pytest.mark.parametrize(
+    "topic",
+    ["/admin/efac/config", "/admin/efac", "/admin/efac/attrs/x", "/admin/ef:ac/attrs", "/Admin/efac/attrs",
+     "//efac/attrs", "/admin//attrs", "/dojot-management/efac/attrs", "/"],
+)  # fmt: skip
+def test_mosca_era_topics_are_judged_like_the_others(topic):
     with pytest.raises(Drop) as exc:
         parse_attrs_topic(topic)
     assert exc.value.reason == "bad_topic"

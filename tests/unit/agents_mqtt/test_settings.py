@@ -51,3 +51,8 @@ def test_a_graceful_stop_keeps_the_sessions_unless_told_to_leave(monkeypatch: py
     monkeypatch.setenv("MQTT_AGENT_LEAVE_ON_STOP", "yes")
     with pytest.raises(SettingsError, match="MQTT_AGENT_LEAVE_ON_STOP"):
         Settings.from_env()
+
+
+def test_legacy_topics_add_the_mosca_era_subscription_in_the_same_group() -> None:
+    assert attrs_subscription(0, 1, legacy=True) == "$share/ondas-mqtt-agent/+/+/+/attrs"
+    assert attrs_subscription(1, 3, legacy=True) == "$share/ondas-mqtt-agent-1-of-3/+/+/+/attrs"
