@@ -15,55 +15,49 @@ from tests.integration.agents_mqtt.conftest import launch_agent, wait_until
 pytestmark = pytest.mark.integration
 
 
+def _down_and_back(setup, device_id: str, stop, first_env: dict[str, str] | None = None, queued: int = 5) -> None:
+    """Start an agent, see one message through, ``stop`` it, publish ``queued`` messages while it is down, start
+    it again with the same client id: every message arrives, in order."""
+    mosquitto, kafka_bootstrap, stub, devices, reader, tmp_path = setup
+    client_id = "test-agent-" + uuid.uuid4().hex[:8]
+    log_path = tmp_path / "agent.log"
+    first = launch_agent(mosquitto, kafka_bootstrap, stub, log_path, client_id, first_env)
+    run = uuid.uuid4().hex
+    dev = devices(device_id)
+    try:
+        dev.publish(json.dumps({"run": run, "seq": 0}))
+        reader.wait_for(lambda m: m["value"]["attrs"] == {"run": run, "seq": 0})
+    finally:
+        stop(first, log_path)
+
+    for seq in range(1, queued + 1):  # queued by the broker for the agent's kept session
+        dev.publish(json.dumps({"run": run, "seq": seq}))
+
+    second = launch_agent(mosquitto, kafka_bootstrap, stub, log_path, client_id)
+    try:
+        reader.wait_for(lambda m: m["value"]["attrs"] == {"run": run, "seq": queued})
+        seqs = [m["value"]["attrs"]["seq"] for m in reader.messages if m["value"]["attrs"].get("run") == run]
+        assert seqs == list(range(queued + 1))
+    finally:
+        assert second.stop() == 0, log_path.read_text()[-5000:]
+
+
 def test_messages_sent_while_the_agent_was_down_arrive_after_restart(
     mosquitto, kafka_bootstrap, stub, devices, reader, tmp_path
 ):
-    client_id = "test-agent-" + uuid.uuid4().hex[:8]
-    log_path = tmp_path / "agent.log"
-    first = launch_agent(mosquitto, kafka_bootstrap, stub, log_path, client_id)
-    try:
-        run = uuid.uuid4().hex
-        dev = devices("dev1")
-        dev.publish(json.dumps({"run": run, "seq": 0}))
-        reader.wait_for(lambda m: m["value"]["attrs"] == {"run": run, "seq": 0})
-    finally:
-        first.stop(signal.SIGKILL)
+    def crash(agent, log_path):
+        agent.stop(signal.SIGKILL)
 
-    for seq in range(1, 6):  # queued by the broker for the agent's session
-        dev.publish(json.dumps({"run": run, "seq": seq}))
-
-    second = launch_agent(mosquitto, kafka_bootstrap, stub, log_path, client_id)
-    try:
-        reader.wait_for(lambda m: m["value"]["attrs"] == {"run": run, "seq": 5})
-        seqs = [m["value"]["attrs"]["seq"] for m in reader.messages if m["value"]["attrs"].get("run") == run]
-        assert seqs == list(range(6))
-    finally:
-        assert second.stop() == 0, log_path.read_text()[-5000:]
+    _down_and_back((mosquitto, kafka_bootstrap, stub, devices, reader, tmp_path), "dev1", crash)
 
 
 def test_a_graceful_restart_loses_nothing_sent_meanwhile(mosquitto, kafka_bootstrap, stub, devices, reader, tmp_path):
-    client_id = "test-agent-" + uuid.uuid4().hex[:8]
-    log_path = tmp_path / "agent.log"
+    def graceful(agent, log_path):
+        assert agent.stop() == 0, log_path.read_text()[-5000:]
+
     # The platform's default: a graceful stop keeps the session.
-    first = launch_agent(mosquitto, kafka_bootstrap, stub, log_path, client_id, {"MQTT_AGENT_LEAVE_ON_STOP": "off"})
-    run = uuid.uuid4().hex
-    dev = devices("dev2")
-    try:
-        dev.publish(json.dumps({"run": run, "seq": 0}))
-        reader.wait_for(lambda m: m["value"]["attrs"] == {"run": run, "seq": 0})
-    finally:
-        assert first.stop() == 0, log_path.read_text()[-5000:]
-
-    for seq in range(1, 11):  # the agent is down, gracefully: the broker queues for its kept session
-        dev.publish(json.dumps({"run": run, "seq": seq}))
-
-    second = launch_agent(mosquitto, kafka_bootstrap, stub, log_path, client_id)
-    try:
-        reader.wait_for(lambda m: m["value"]["attrs"] == {"run": run, "seq": 10})
-        seqs = [m["value"]["attrs"]["seq"] for m in reader.messages if m["value"]["attrs"].get("run") == run]
-        assert seqs == list(range(11))
-    finally:
-        assert second.stop() == 0, log_path.read_text()[-5000:]
+    setup = (mosquitto, kafka_bootstrap, stub, devices, reader, tmp_path)
+    _down_and_back(setup, "dev2", graceful, {"MQTT_AGENT_LEAVE_ON_STOP": "off"}, queued=10)
 
 
 def test_a_process_that_leaves_takes_no_share_of_the_messages(
