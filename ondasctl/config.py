@@ -138,6 +138,7 @@ class Config:
 def load(data_dir: Path | None = None, env: dict[str, str] | None = None) -> Config:
     """Build the configuration and choose ports (reusing the previous run's choices where possible)."""
     env = dict(os.environ if env is None else env)
+    legacy_topics = env.get("ONDAS_MQTT_LEGACY_TOPICS") or "off"
     data_dir = (data_dir or Path(env.get("ONDAS_DATA_DIR") or ROOT / ".data")).resolve()
     cfg = Config(
         data_dir=data_dir,
@@ -146,12 +147,12 @@ def load(data_dir: Path | None = None, env: dict[str, str] | None = None) -> Con
         gateway_rate_limit=int(env["ONDAS_GATEWAY_RATE_LIMIT"]) if env.get("ONDAS_GATEWAY_RATE_LIMIT") else None,
         external={k: env[v] for k, v in EXTERNAL.items() if env.get(v)},
         mqtt_mode=env.get("ONDAS_MQTT_MODE") or "unsecured",
-        mqtt_legacy_topics=(env.get("ONDAS_MQTT_LEGACY_TOPICS") or "off") == "on",
+        mqtt_legacy_topics=legacy_topics == "on",
     )
     if cfg.mqtt_mode not in MQTT_MODES:
         raise ValueError(f"ONDAS_MQTT_MODE must be one of {', '.join(MQTT_MODES)}, got {cfg.mqtt_mode!r}")
-    if (env.get("ONDAS_MQTT_LEGACY_TOPICS") or "off") not in ("on", "off"):
-        raise ValueError(f"ONDAS_MQTT_LEGACY_TOPICS must be on or off, got {env['ONDAS_MQTT_LEGACY_TOPICS']!r}")
+    if legacy_topics not in ("on", "off"):
+        raise ValueError(f"ONDAS_MQTT_LEGACY_TOPICS must be on or off, got {legacy_topics!r}")
     if cfg.mqtt_legacy_topics and cfg.mqtt_mode != "unsecured":
         raise ValueError(
             "ONDAS_MQTT_LEGACY_TOPICS=on needs ONDAS_MQTT_MODE=unsecured: a topic /<tenant>/<device-id>/attrs "

@@ -208,20 +208,24 @@ def agent(
 
 
 class DeviceClient:
-    """A real MQTT device: username ``<tenant>:<id>``, no password, on the plain device listener."""
+    """A real MQTT device: username ``<tenant>:<id>``, no password, on the plain device listener; ``anonymous``:
+    no username at all, as a Mosca-era device (MQTT 3.1.1)."""
 
-    def __init__(self, host: str, port: int, tenant: str, device_id: str) -> None:
+    def __init__(self, host: str, port: int, tenant: str, device_id: str, anonymous: bool = False) -> None:
         self.topic_base = f"{tenant}:{device_id}"
         self.received: list[tuple[str, bytes]] = []
         self._connected = threading.Event()
-        self._subacks: list[int] = []
+        self._subacks: dict[int, int] = {}  # mid -> reason code of the first topic
         self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"{device_id}-{uuid.uuid4().hex[:6]}", protocol=paho.MQTTv5
+            CallbackAPIVersion.VERSION2,
+            client_id=f"{device_id}-{uuid.uuid4().hex[:6]}",
+            protocol=paho.MQTTv311 if anonymous else paho.MQTTv5,
         )
-        self.client.username_pw_set(self.topic_base, None)
+        if not anonymous:
+            self.client.username_pw_set(self.topic_base, None)
         self.client.on_connect = lambda c, u, f, rc, p: self._connected.set()
         self.client.on_message = lambda c, u, m: self.received.append((m.topic, m.payload))
-        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subacks.append(mid)
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subacks.__setitem__(mid, rcs[0].value)
         self.client.connect(host, port)
         self.client.loop_start()
         if not self._connected.wait(10):
@@ -232,9 +236,11 @@ class DeviceClient:
         info = self.client.publish(topic or f"{self.topic_base}/attrs", payload, qos=1)
         info.wait_for_publish(10)
 
-    def subscribe(self, topic: str) -> None:
+    def subscribe(self, topic: str) -> int:
+        """The SUBACK's reason code (below 0x80: granted)."""
         _, mid = self.client.subscribe(topic, qos=1)
         wait_until(lambda: mid in self._subacks, 10, "SUBACK")
+        return self._subacks[mid]
 
     def close(self) -> None:
         self.client.disconnect()
@@ -245,8 +251,8 @@ class DeviceClient:
 def devices(mosquitto: Servers, tenant: str) -> Iterator[Callable[[str], DeviceClient]]:
     opened: list[DeviceClient] = []
 
-    def make(device_id: str, of_tenant: str | None = None) -> DeviceClient:
-        c = DeviceClient(mosquitto.cfg.host, mosquitto.cfg.ports["mqtt"], of_tenant or tenant, device_id)
+    def make(device_id: str, of_tenant: str | None = None, anonymous: bool = False) -> DeviceClient:
+        c = DeviceClient(mosquitto.cfg.host, mosquitto.cfg.ports["mqtt"], of_tenant or tenant, device_id, anonymous)
         opened.append(c)
         return c
 

@@ -5,17 +5,23 @@ Real Mosquitto with the platform's generated configuration, real agent process, 
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from ondas.contracts import DeviceEvent
 from ondas.timestamps import now_ms
-from tests.integration.agents_mqtt.conftest import Agent, Broker, DataReader, Stub, launch_agent, own_broker, wait_until
+from tests.integration.agents_mqtt.conftest import (
+    Agent,
+    Broker,
+    DataReader,
+    DeviceClient,
+    Stub,
+    launch_agent,
+    own_broker,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -43,45 +49,15 @@ def lagent(mosquitto: Broker, kafka_bootstrap: str, stub: Stub, tmp_path_factory
     assert a.stop() == 0, log_path.read_text()[-5000:]
 
 
-class LegacyDevice:
-    """A Mosca-era device: no username, the topic names it."""
-
-    def __init__(self, broker: Broker) -> None:
-        self.received: list[tuple[str, bytes]] = []
-        self._connected = threading.Event()
-        self._acks: dict[int, int] = {}
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="legacy-" + uuid.uuid4().hex[:6])
-        self.client.on_connect = lambda c, u, f, rc, p: self._connected.set()
-        self.client.on_message = lambda c, u, m: self.received.append((m.topic, m.payload))
-        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._acks.__setitem__(mid, rcs[0].value)
-        self.client.connect(broker.cfg.host, broker.cfg.ports["mqtt"])
-        self.client.loop_start()
-        assert self._connected.wait(10), "the device could not connect"
-
-    def publish(self, topic: str, payload: str) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
-
-    def subscribe(self, topic: str) -> int:
-        """The SUBACK's reason code (MQTT 3.1.1: 0-2 granted, 128 refused)."""
-        _, mid = self.client.subscribe(topic, qos=1)
-        wait_until(lambda: mid in self._acks, 10, "SUBACK")
-        return self._acks[mid]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 @pytest.fixture
-def legacy(mosquitto: Broker) -> Iterator[LegacyDevice]:
-    d = LegacyDevice(mosquitto)
-    yield d
-    d.close()
+def legacy(devices) -> DeviceClient:
+    """A Mosca-era device: no username, the topic names it."""
+    return devices("legacy", anonymous=True)
 
 
 def test_a_legacy_topic_message_reaches_device_data(lagent, legacy, reader: DataReader, tenant):
     mark = uuid.uuid4().hex
-    legacy.publish(f"/{tenant}/dev1/attrs", json.dumps({"mark": mark}))
+    legacy.publish(json.dumps({"mark": mark}), f"/{tenant}/dev1/attrs")
     m = reader.wait_for(lambda m: m["value"]["attrs"].get("mark") == mark)
     assert m["key"] == "dev1"
     assert m["value"]["metadata"]["deviceid"] == "dev1" and m["value"]["metadata"]["tenant"] == tenant
@@ -89,7 +65,7 @@ def test_a_legacy_topic_message_reaches_device_data(lagent, legacy, reader: Data
 
 def test_an_unknown_device_on_a_legacy_topic_is_dropped(lagent, legacy, reader: DataReader, tenant):
     before = lagent.metric(DROPPED, tenant=tenant, reason="unknown_device")
-    legacy.publish(f"/{tenant}/ghost/attrs", json.dumps({"a": 1}))
+    legacy.publish(json.dumps({"a": 1}), f"/{tenant}/ghost/attrs")
     wait_until(lambda: lagent.metric(DROPPED, tenant=tenant, reason="unknown_device") > before)
     assert lagent.alive()
 
