@@ -111,8 +111,10 @@ def list_users() -> Response:
 
 @bp.post("/user")
 def create_user() -> Response:
+    """dojot's body; ``service`` names the tenant (the caller's own; another one only for an administrator of the
+    management tenant)."""
     caller = _permitted()
-    user, link = _svc().create_user(caller.tenant, json_body(), created_by=str(caller.user_id))
+    user, link = _svc().create_user_for(caller, json_body())
     out: dict[str, Any] = {
         "user": user.public(),
         "groups": [user.profile],

@@ -61,6 +61,9 @@ class Group:
 
 @dataclass(frozen=True)
 class Permission:
+    """A permission of a tenant. ``id`` is its number within the tenant (what the API shows and takes; the
+    catalogue's ids are the same in every tenant); ``pk`` is the row's platform-wide key, which relations use."""
+
     id: int
     service: str
     name: str
@@ -68,6 +71,7 @@ class Permission:
     method: str
     permission: str
     type: str
+    pk: int = 0
 
     def public(self) -> dict[str, Any]:
         return {
@@ -90,15 +94,58 @@ class PermissionSpec:
     permission: str
 
 
-# The permissions each tenant's default profiles start with; both profiles stay editable through the PAP.
-# Patterns are Python regular expressions that must match the whole method and the whole path.
-DEFAULT_PERMISSIONS: dict[str, list[PermissionSpec]] = {
-    ADMIN_GROUP: [PermissionSpec("all_access", "/(.*)", "(.*)", "permit")],
-    USER_GROUP: [
-        PermissionSpec("read_all", "/(.*)", "GET|HEAD", "permit"),
-        PermissionSpec("actuate_devices", "/device/[^/]+/actuate", "PUT", "permit"),
-        PermissionSpec("no_access_control", "/auth/(user|pap|password/reset)(/.*)?", "(.*)", "deny"),
-    ],
+# Every tenant's permission catalogue. Ids are fixed and the same in every tenant (permissions belong to a tenant,
+# their ids are numbered per tenant), so clients and scripts written for dojot grant
+# ``POST /auth/pap/grouppermissions/<group>/<id>`` with dojot's ids. Patterns are Python regular expressions that
+# must match the whole method and the whole path (see ``auth.pdp``). All of them are ``system`` permissions: they
+# cannot be changed or deleted, only granted and taken away.
+#
+# Ids 1-22: dojot auth's own catalogue (its initial database population), same ids, names, paths and methods.
+DOJOT_PERMISSIONS: tuple[tuple[int, PermissionSpec], ...] = (
+    (1, PermissionSpec("all_all", "/(.*)", "(.*)", "permit")),
+    (2, PermissionSpec("all_template", "/template/(.*)", "(.*)", "permit")),
+    (3, PermissionSpec("ro_template", "/template/(.*)", "GET", "permit")),
+    (4, PermissionSpec("all_device", "/device/(.*)", "(.*)", "permit")),
+    (5, PermissionSpec("ro_device", "/device/(.*)", "GET", "permit")),
+    (6, PermissionSpec("all_flows", "/flows/(.*)", "(.*)", "permit")),
+    (7, PermissionSpec("ro_flows", "/flows/(.*)", "GET", "permit")),
+    (8, PermissionSpec("ro_history", "/history/(.*)", "GET", "permit")),
+    (9, PermissionSpec("all_user", "/auth/user/(.*)", "(.*)", "permit")),
+    (10, PermissionSpec("ro_user", "/auth/user/(.*)", "GET", "permit")),
+    (11, PermissionSpec("all_pap", "/auth/pap/(.*)", "(.*)", "permit")),
+    (12, PermissionSpec("ro_pap", "/auth/pap/(.*)", "GET", "permit")),
+    (13, PermissionSpec("all_x509_ca", "/x509/v1/ca/(.*)", "(.*)", "permit")),
+    (14, PermissionSpec("ro_x509_ca", "/x509/v1/ca/(.*)", "GET", "permit")),
+    (15, PermissionSpec("all_x509_certificates", "/x509/v1/certificates/(.*)", "(.*)", "permit")),
+    (16, PermissionSpec("ro_x509_certificates", "/x509/v1/certificates/(.*)", "GET", "permit")),
+    (17, PermissionSpec("ro_socketio", "/stream/socketio/", "GET", "permit")),
+    (18, PermissionSpec("wo_import", "/import/(.*)", "POST", "permit")),
+    (19, PermissionSpec("ro_export", "/export/(.*)", "GET", "permit")),
+    (20, PermissionSpec("ro_image", "/fw-image/(.*)", "GET", "permit")),
+    (21, PermissionSpec("all_image", "/fw-image/(.*)", "(.*)", "permit")),
+    (22, PermissionSpec("ro_mqtt_metrics", "/iotagent-mqtt/metrics", "GET", "permit")),
+)
+# Ids from 1000: Ondas's own, for what dojot's catalogue has no permission for: the read-only profile of group
+# ``user`` (every GET and HEAD, Ondas's routes included: agents' statistics, basic-auth credentials, history...),
+# actuation, and keeping plain users out of user and access-control management.
+ONDAS_FIRST_PERMISSION_ID = 1000
+ONDAS_PERMISSIONS: tuple[tuple[int, PermissionSpec], ...] = (
+    (1000, PermissionSpec("read_all", "/(.*)", "GET|HEAD", "permit")),
+    (1001, PermissionSpec("actuate_devices", "/device/[^/]+/actuate", "PUT", "permit")),
+    (1002, PermissionSpec("no_access_control", "/auth/(user|pap|password/reset)(/.*)?", "(.*)", "deny")),
+)
+CATALOGUE: tuple[tuple[int, PermissionSpec], ...] = DOJOT_PERMISSIONS + ONDAS_PERMISSIONS
+# Ids 1000-1999 stay reserved for Ondas's catalogue; a tenant's own permissions are numbered from 23 (as dojot's
+# next permission would be), skipping that block.
+RESERVED_PERMISSION_IDS = range(ONDAS_FIRST_PERMISSION_ID, 2000)
+FIRST_CUSTOM_PERMISSION_ID = DOJOT_PERMISSIONS[-1][0] + 1
+
+# The two groups (profiles) every tenant starts with and the catalogue ids granted to each when the group is
+# created; both groups stay editable through the PAP. ``admin`` has dojot's grant (``all_all``); ``user`` keeps
+# Ondas's read-only profile (dojot's ``user`` may also write devices, templates, flows, certificates and images).
+DEFAULT_GRANTS: dict[str, tuple[int, ...]] = {
+    ADMIN_GROUP: (1,),
+    USER_GROUP: (1000, 1001, 1002),
 }
 DEFAULT_GROUP_DESCRIPTIONS = {
     ADMIN_GROUP: "Administrators: every operation within the tenant",

@@ -1,7 +1,9 @@
 """The policy decision: which permissions apply to a request, and what they decide. No I/O.
 
 A permission applies to a request when its ``method`` pattern matches the whole HTTP method and its ``path``
-pattern matches the whole normalised path (Python regular expressions, ``re.fullmatch``). Among the permissions of
+pattern matches the whole normalised path (Python regular expressions, ``re.fullmatch``). A path pattern that ends
+in ``/(.*)`` (as dojot's catalogue writes them: ``/template/(.*)``) also applies to the collection it names
+(``/template``), so ``all_template`` covers creating and listing templates too. Among the permissions of
 the user (direct ones and those of every group the user is in): any applicable ``deny`` denies; otherwise any
 applicable ``permit`` permits; otherwise the request is denied.
 """
@@ -20,6 +22,7 @@ PERMIT = "permit"
 DENY = "deny"
 METHOD_RE = re.compile(r"^[A-Z]{1,16}$")
 MAX_PATH = 4096
+_ANY_BELOW = "/(.*)"
 
 
 def normalize_method(method: object) -> str:
@@ -72,7 +75,11 @@ def applies(permission: Permission, method: str, path: str) -> bool:
     method_re, path_re = _compiled(permission.method), _compiled(permission.path)
     if method_re is None or path_re is None:
         return False  # never stored (validated on write); ignored rather than trusted
-    return method_re.fullmatch(method) is not None and path_re.fullmatch(path) is not None
+    if method_re.fullmatch(method) is None:
+        return False
+    if path_re.fullmatch(path) is not None:
+        return True
+    return permission.path.endswith(_ANY_BELOW) and not path.endswith("/") and path_re.fullmatch(path + "/") is not None
 
 
 def decide(permissions: Iterable[Permission], method: str, path: str) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+from confluent_kafka import KafkaException
 
 from auth import pdp
 from auth.cache_redis import GONE, RedisAuthCache
@@ -36,7 +37,7 @@ from auth.store_postgres import PostgresAuthStore
 from ondas.authn import ALGORITHM, decode, principal_from_claims
 from ondas.contracts import TenancyEvent
 from ondas.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
-from ondas.kafka import Producer, ensure_topics
+from ondas.kafka import Producer, delete_tenant_topics, ensure_topics
 from ondas.service_identity import parse_service_authorization, verify_service_key
 from ondas.tenant import validate_tenant
 from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS, TENANCY_TOPIC, tenant_topics
@@ -312,6 +313,9 @@ class AuthService:
             raise Invalid('send {"tenant": "<name>"}')
         validate_tenant(tenant)
         created = self._store.create_tenant(tenant)
+        if created and self._bootstrap:
+            # A new tenant starts with no topics from before: whatever a former tenant of this name left goes.
+            delete_tenant_topics(self._bootstrap, tenant)
         if self._bootstrap:
             ensure_topics(
                 self._bootstrap, [TENANCY_TOPIC, *tenant_topics(tenant, [DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS])]
@@ -333,7 +337,14 @@ class AuthService:
             self._cache.set_version(uid, GONE)
         self._changed(tenant)
         self._publish("DELETE", tenant)
-        log.info("tenant deleted", extra={"tenant": tenant, "users_removed": len(user_ids)})
+        topics: list[str] = []
+        if self._bootstrap:
+            try:
+                topics = delete_tenant_topics(self._bootstrap, tenant)
+            except KafkaException:
+                # Not fatal: the tenant is gone, and creating it again deletes what is left.
+                log.exception("could not delete the deleted tenant's topics", extra={"tenant": tenant})
+        log.info("tenant deleted", extra={"tenant": tenant, "users_removed": len(user_ids), "topics_deleted": topics})
 
     def _publish(self, kind: str, tenant: str) -> None:
         if self._producer is not None:
@@ -354,6 +365,23 @@ class AuthService:
 
     def user(self, tenant: str, ref: str) -> User:
         return self._user(tenant, ref)
+
+    def create_user_for(self, caller: Caller, body: dict[str, Any]) -> tuple[User, str | None]:
+        """dojot's ``POST /auth/user`` by ``caller``: the user is created in the tenant ``service`` names (the
+        caller's own when left out). Only an administrator of the management tenant may name another tenant
+        (dojot's way for the platform's administrator to create users of a tenant); any other caller gets 403,
+        whether or not that tenant exists."""
+        service = body.get("service", caller.tenant)
+        if service != caller.tenant:
+            if caller.tenant != self._cfg.management_tenant:
+                raise Forbidden("users can only be created in your own tenant ('service' must be your tenant)")
+            self._require_tenant_admin(caller, "create users of other tenants")
+            if not isinstance(service, str):
+                raise Invalid('"service" must be a tenant name')
+            validate_tenant(service)
+            if not self._store.tenant_exists(service):
+                raise NotFound(f"no tenant {service!r}; create it first (POST /auth/tenants)", service=service)
+        return self.create_user(str(service), body, created_by=str(caller.user_id))
 
     def create_user(self, tenant: str, body: dict[str, Any], created_by: str = "0") -> tuple[User, str | None]:
         """Create a user of ``tenant`` (dojot's body); the reset link that sets its first password when the body
@@ -559,12 +587,12 @@ class AuthService:
 
     def group_permission(self, tenant: str, group_ref: str, perm_ref: str, add: bool) -> None:
         group, perm = self._group(tenant, group_ref), self._permission(tenant, perm_ref)
-        self._store.relate("group_permissions", group.id, perm.id, add)
+        self._store.relate("group_permissions", group.id, perm.pk, add)
         self._changed(tenant)
 
     def user_permission(self, tenant: str, user_ref: str, perm_ref: str, add: bool) -> None:
         user, perm = self._user(tenant, user_ref), self._permission(tenant, perm_ref)
-        self._store.relate("user_permissions", user.id, perm.id, add)
+        self._store.relate("user_permissions", user.id, perm.pk, add)
         self._changed(tenant)
 
     # -- reports -----------------------------------------------------------------------------------------------

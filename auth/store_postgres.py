@@ -15,7 +15,17 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from auth.models import DEFAULT_GROUP_DESCRIPTIONS, DEFAULT_PERMISSIONS, Group, Permission, PermissionSpec, User
+from auth.models import (
+    CATALOGUE,
+    DEFAULT_GRANTS,
+    DEFAULT_GROUP_DESCRIPTIONS,
+    FIRST_CUSTOM_PERMISSION_ID,
+    RESERVED_PERMISSION_IDS,
+    Group,
+    Permission,
+    PermissionSpec,
+    User,
+)
 from ondas.errors import Conflict, Invalid, NotFound
 
 SCHEMA = """
@@ -24,6 +34,8 @@ CREATE TABLE IF NOT EXISTS tenants (
     name TEXT PRIMARY KEY,
     created TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+-- The id the tenant's next own permission gets (permission ids are numbered per tenant).
+ALTER TABLE tenants ADD COLUMN IF NOT EXISTS next_permission_id BIGINT NOT NULL DEFAULT 23;
 CREATE TABLE IF NOT EXISTS users (
     id BIGSERIAL PRIMARY KEY,
     username TEXT NOT NULL,
@@ -53,15 +65,20 @@ CREATE TABLE IF NOT EXISTS groups (
     description TEXT NOT NULL DEFAULT '',
     UNIQUE (service, name)
 );
+-- ``id`` is the permission's number within its tenant (the same catalogue ids in every tenant); ``pk`` is the
+-- row's key, which the relations refer to. Databases of the versions before have ``id`` as the key of one
+-- platform-wide sequence: ``_migrate_permission_ids`` converts them.
 CREATE TABLE IF NOT EXISTS permissions (
-    id BIGSERIAL PRIMARY KEY,
+    pk BIGSERIAL PRIMARY KEY,
     service TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+    id BIGINT NOT NULL,
     name TEXT NOT NULL,
     path TEXT NOT NULL,
     method TEXT NOT NULL,
     permission TEXT NOT NULL CHECK (permission IN ('permit', 'deny')),
     type TEXT NOT NULL DEFAULT 'api' CHECK (type IN ('api', 'system')),
-    UNIQUE (service, name)
+    UNIQUE (service, name),
+    CONSTRAINT permissions_service_id_key UNIQUE (service, id)
 );
 CREATE TABLE IF NOT EXISTS user_groups (
     user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
@@ -70,12 +87,12 @@ CREATE TABLE IF NOT EXISTS user_groups (
 );
 CREATE TABLE IF NOT EXISTS group_permissions (
     group_id BIGINT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
-    permission_id BIGINT NOT NULL REFERENCES permissions(id) ON DELETE CASCADE,
+    permission_id BIGINT NOT NULL REFERENCES permissions(pk) ON DELETE CASCADE,
     PRIMARY KEY (group_id, permission_id)
 );
 CREATE TABLE IF NOT EXISTS user_permissions (
     user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    permission_id BIGINT NOT NULL REFERENCES permissions(id) ON DELETE CASCADE,
+    permission_id BIGINT NOT NULL REFERENCES permissions(pk) ON DELETE CASCADE,
     PRIMARY KEY (user_id, permission_id)
 );
 CREATE TABLE IF NOT EXISTS password_resets (
@@ -101,7 +118,7 @@ def _user_cols(alias: str = "") -> str:
 
 def _perm_cols(alias: str = "") -> str:
     a = f"{alias}." if alias else ""
-    return ", ".join(a + c for c in ("id", "service", "name", "path", "method", "permission", "type"))
+    return ", ".join(a + c for c in ("id", "service", "name", "path", "method", "permission", "type", "pk"))
 
 
 _COLUMNS: dict[str, sql.Composable] = {
@@ -134,11 +151,80 @@ def _perm(row: dict[str, Any]) -> Permission:
     return Permission(**row)
 
 
+#: The default permissions of the versions before, whose rows take their catalogue ids on migration (when unedited):
+#: (old name, catalogue id). ``all_access`` is dojot's ``all_all`` under another name.
+_LEGACY_DEFAULTS = (("all_access", 1), ("read_all", 1000), ("actuate_devices", 1001), ("no_access_control", 1002))
+
+
+def _allocate_permission_id(cur: _Cursor, tenant: str) -> int:
+    """The next id of a tenant's own permission (from 23 up, never one used before, never in the block reserved
+    for Ondas's catalogue); the tenant row stays locked until the transaction ends."""
+    row = cur.execute("SELECT next_permission_id FROM tenants WHERE name = %s FOR UPDATE", (tenant,)).fetchone()
+    if row is None:
+        raise NotFound("no such tenant")
+    pid = max(int(row["next_permission_id"]), FIRST_CUSTOM_PERMISSION_ID)
+    while True:
+        if pid in RESERVED_PERMISSION_IDS:
+            pid = RESERVED_PERMISSION_IDS.stop
+        if cur.execute("SELECT 1 FROM permissions WHERE service = %s AND id = %s", (tenant, pid)).fetchone() is None:
+            break
+        pid += 1
+    cur.execute("UPDATE tenants SET next_permission_id = %s WHERE name = %s", (pid + 1, tenant))
+    return pid
+
+
+def _migrate_permission_ids(cur: _Cursor) -> None:
+    """Number the permissions of a database of an earlier version per tenant (there, ``id`` came from one
+    platform-wide sequence). Relations keep pointing at the same rows (the old ``id`` becomes ``pk``). New ids:
+
+    - the earlier default permissions, unedited, take their catalogue ids (``all_access`` becomes ``all_all``,
+      id 1, which means the same) and become system permissions;
+    - any other permission keeps its old number when that lies outside the catalogue's ids (above 22, outside
+      1000-1999; old numbers were unique platform-wide, so they are free), so scripts that knew it still work;
+      the others get the tenant's next own ids.
+
+    The catalogue entries still missing are added by the next ``create_tenant`` of each tenant (at start-up)."""
+    has_pk = cur.execute(
+        "SELECT 1 FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = 'permissions' AND column_name = 'pk'"
+    ).fetchone()
+    if has_pk:
+        return
+    cur.execute("ALTER TABLE permissions RENAME COLUMN id TO pk")
+    cur.execute("ALTER TABLE permissions ADD COLUMN id BIGINT")
+    catalogue = dict(CATALOGUE)
+    for old_name, new_id in _LEGACY_DEFAULTS:
+        spec = catalogue[new_id]
+        cur.execute(
+            "UPDATE permissions p SET id = %s, name = %s, type = 'system'"
+            " WHERE p.name = %s AND p.path = %s AND p.method = %s AND p.permission = %s AND NOT EXISTS"
+            " (SELECT 1 FROM permissions q WHERE q.service = p.service AND q.name = %s AND q.pk <> p.pk)",
+            (new_id, spec.name, old_name, spec.path, spec.method, spec.permission, spec.name),
+        )
+    reserved = (RESERVED_PERMISSION_IDS.start, RESERVED_PERMISSION_IDS.stop)
+    cur.execute(
+        "UPDATE permissions SET id = pk WHERE id IS NULL AND pk >= %s AND NOT (pk >= %s AND pk < %s)",
+        (FIRST_CUSTOM_PERMISSION_ID, *reserved),
+    )
+    cur.execute(
+        "UPDATE tenants t SET next_permission_id = GREATEST(%s, (SELECT max(p.id) + 1 FROM permissions p"
+        " WHERE p.service = t.name AND NOT (p.id >= %s AND p.id < %s)))",
+        (FIRST_CUSTOM_PERMISSION_ID, *reserved),
+    )
+    for row in cur.execute("SELECT pk, service FROM permissions WHERE id IS NULL ORDER BY service, pk").fetchall():
+        cur.execute(
+            "UPDATE permissions SET id = %s WHERE pk = %s", (_allocate_permission_id(cur, row["service"]), row["pk"])
+        )
+    cur.execute("ALTER TABLE permissions ALTER COLUMN id SET NOT NULL")
+    cur.execute("ALTER TABLE permissions ADD CONSTRAINT permissions_service_id_key UNIQUE (service, id)")
+
+
 class PostgresAuthStore:
     def __init__(self, url: str) -> None:
         self._pool = ConnectionPool(url, min_size=1, max_size=8, open=True)
-        with self._pool.connection() as conn:
-            conn.execute(SCHEMA)
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(SCHEMA)  # takes the schema lock: one process at a time migrates
+            _migrate_permission_ids(_Cursor(conn.cursor(row_factory=dict_row)))
 
     def close(self) -> None:
         self._pool.close()
@@ -173,26 +259,35 @@ class PostgresAuthStore:
         are created when missing (also for tenants of the first version)."""
         with self._tx() as cur:
             created = cur.execute("INSERT INTO tenants (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,)).rowcount
-            for group, perms in DEFAULT_PERMISSIONS.items():
+            # The catalogue, with its fixed ids; an entry the tenant lacks is added (system permissions cannot be
+            # deleted, but a database of an earlier version may lack some). Present ones are left alone.
+            cur.execute(
+                "INSERT INTO permissions (service, id, name, path, method, permission, type)"
+                " SELECT %s, c.id, c.name, c.path, c.method, c.permission, 'system'"
+                " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[])"
+                " AS c(id, name, path, method, permission) ON CONFLICT DO NOTHING",
+                (
+                    name,
+                    [pid for pid, _ in CATALOGUE],
+                    [spec.name for _, spec in CATALOGUE],
+                    [spec.path for _, spec in CATALOGUE],
+                    [spec.method for _, spec in CATALOGUE],
+                    [spec.permission for _, spec in CATALOGUE],
+                ),
+            )
+            for group, grants in DEFAULT_GRANTS.items():
                 row = cur.execute(
                     "INSERT INTO groups (service, name, description) VALUES (%s, %s, %s)"
                     " ON CONFLICT (service, name) DO NOTHING RETURNING id",
                     (name, group, DEFAULT_GROUP_DESCRIPTIONS[group]),
                 ).fetchone()
                 if row is None:
-                    continue  # exists: it may have been edited, leave it as it is
-                for spec in perms:
-                    perm = cur.execute(
-                        "INSERT INTO permissions (service, name, path, method, permission) VALUES (%s, %s, %s, %s, %s)"
-                        " ON CONFLICT (service, name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
-                        (name, spec.name, spec.path, spec.method, spec.permission),
-                    ).fetchone()
-                    assert perm is not None
-                    cur.execute(
-                        "INSERT INTO group_permissions (group_id, permission_id) VALUES (%s, %s)"
-                        " ON CONFLICT DO NOTHING",
-                        (row["id"], perm["id"]),
-                    )
+                    continue  # exists: its grants may have been edited, leave them as they are
+                cur.execute(
+                    "INSERT INTO group_permissions (group_id, permission_id)"
+                    " SELECT %s, pk FROM permissions WHERE service = %s AND id = ANY(%s) ON CONFLICT DO NOTHING",
+                    (row["id"], name, list(grants)),
+                )
             # Users of the first version had a profile but no group membership.
             cur.execute(
                 "INSERT INTO user_groups (user_id, group_id) SELECT u.id, g.id FROM users u"
@@ -528,11 +623,13 @@ class PostgresAuthStore:
             return _perm(row) if row else None
 
     def create_permission(self, tenant: str, spec: PermissionSpec) -> Permission:
+        """Create a permission of ``tenant``; its id is the tenant's next own permission id."""
         with self._tx() as cur:
+            pid = _allocate_permission_id(cur, tenant)
             row = cur.execute(
-                "INSERT INTO permissions (service, name, path, method, permission) VALUES (%s, %s, %s, %s, %s)"
+                "INSERT INTO permissions (service, id, name, path, method, permission) VALUES (%s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (service, name) DO NOTHING RETURNING {p}",
-                (tenant, spec.name, spec.path, spec.method, spec.permission),
+                (tenant, pid, spec.name, spec.path, spec.method, spec.permission),
             ).fetchone()
             if row is None:
                 raise Conflict(f"permission {spec.name!r} already exists", name=spec.name)
@@ -563,7 +660,7 @@ class PostgresAuthStore:
         with self._tx() as cur:
             rows = cur.execute(
                 "SELECT {pa} FROM permissions p"
-                " JOIN group_permissions gp ON gp.permission_id = p.id WHERE gp.group_id = %s ORDER BY p.id",
+                " JOIN group_permissions gp ON gp.permission_id = p.pk WHERE gp.group_id = %s ORDER BY p.id",
                 (group_id,),
             )
             return [_perm(r) for r in rows]
@@ -572,7 +669,7 @@ class PostgresAuthStore:
         with self._tx() as cur:
             rows = cur.execute(
                 "SELECT {pa} FROM permissions p"
-                " JOIN user_permissions up ON up.permission_id = p.id WHERE up.user_id = %s ORDER BY p.id",
+                " JOIN user_permissions up ON up.permission_id = p.pk WHERE up.user_id = %s ORDER BY p.id",
                 (user_id,),
             )
             return [_perm(r) for r in rows]
@@ -582,7 +679,7 @@ class PostgresAuthStore:
         with self._tx() as cur:
             rows = cur.execute(
                 "SELECT {pa} FROM permissions p"
-                " WHERE p.id IN (SELECT permission_id FROM user_permissions WHERE user_id = %s"
+                " WHERE p.pk IN (SELECT permission_id FROM user_permissions WHERE user_id = %s"
                 " UNION SELECT gp.permission_id FROM group_permissions gp"
                 " JOIN user_groups ug ON ug.group_id = gp.group_id WHERE ug.user_id = %s) ORDER BY p.id",
                 (user_id, user_id),

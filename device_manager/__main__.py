@@ -7,7 +7,7 @@ import signal
 import threading
 from types import FrameType
 
-from device_manager.app import SERVICE, build_api, build_relay, migrate
+from device_manager.app import SERVICE, build_api, build_relay, build_tenant_purge, migrate
 from device_manager.settings import Settings
 from ondas import kafka
 from ondas import log as ondas_log
@@ -22,8 +22,10 @@ def run_api(settings: Settings) -> None:
 def run_relay(settings: Settings) -> None:
     migrate(settings)  # the relay reads the outbox table, so it may start before the API
     relay = build_relay(settings)
+    tenant_purge, purge_store = build_tenant_purge(settings)
     health = Health(f"{SERVICE}-relay")
     health.add_check("relay", relay.ready)
+    health.add_check("tenant-purge", lambda: tenant_purge.ready)
     server = serve_health(
         health,
         settings.common.bind_host,
@@ -38,8 +40,11 @@ def run_relay(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
+        tenant_purge.start()
         relay.run(stop)
     finally:
+        tenant_purge.stop()
+        purge_store.close()
         server.shutdown()
         kafka.get_producer(settings.common.kafka_bootstrap).close()
 

@@ -11,6 +11,7 @@ from device_manager.models import (
     DeviceSpec,
     Filter,
     PageRequest,
+    TemplateNotFound,
     TemplateSpec,
     lookup_id,
     parse_actuation,
@@ -44,7 +45,7 @@ def _filter(devices: bool) -> Filter:
 def _template_id(raw: str) -> int:
     tid = template_id(raw)
     if tid is None:
-        raise NotFound(f"No such template: {raw}")
+        raise TemplateNotFound(raw)
     return tid
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+
 from flask import Flask
 
 from device_manager import api
@@ -12,9 +15,12 @@ from device_manager.store_postgres import PostgresStore
 from ondas import kafka
 from ondas.authn import load_public_key
 from ondas.health import Health
+from ondas.tenancy import TenantPurge
 from ondas.web import create_app
 
 SERVICE = "device-manager"
+
+log = logging.getLogger("device_manager.app")
 
 
 def build_api(settings: Settings) -> Flask:
@@ -57,3 +63,24 @@ def migrate(settings: Settings) -> None:
         store.migrate()
     finally:
         store.close()
+
+
+def build_tenant_purge(settings: Settings, group_id: str | None = None) -> tuple[TenantPurge, PostgresStore]:
+    """What removes a deleted tenant's templates, devices and queued events (run by the relay process). Returns
+    the purge and the store it uses; close the store after stopping the purge. ``group_id`` replaces the
+    purge's consumer group (``device-manager.tenant-purge``)."""
+    store = PostgresStore(settings.db_url, max_connections=1)
+
+    def purge(tenant: str, deleted_at: float, recreated: bool) -> None:
+        cutoff = dt.datetime.fromtimestamp(deleted_at, dt.UTC) if recreated else None
+        counts = store.purge_tenant(tenant, created_before=cutoff)
+        log.info("deleted tenant's templates and devices removed", extra={"tenant": tenant, **counts})
+
+    tenant_purge = TenantPurge(
+        service=SERVICE,
+        auth_url=settings.common.auth_url,
+        bootstrap=settings.common.kafka_bootstrap,
+        purge=purge,
+        group_id=group_id,
+    )
+    return tenant_purge, store

@@ -11,15 +11,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from ondas.errors import Invalid
+from ondas.errors import Invalid, NotFound
 
-ATTR_TYPES = ("dynamic", "static", "actuator", "meta")
+ATTR_TYPES = ("dynamic", "static", "actuator", "meta")  # of attributes; metadata take any type (as dojot)
 # "geopoint" is how dojot's own examples spell geo:point; "boolean" and "json" are spellings its GUI used.
 VALUE_TYPES = ("integer", "float", "bool", "boolean", "string", "geo:point", "geopoint", "object", "json")
 CONFIG_TYPES = frozenset({"meta"})
 DEVICE_ID_RE = re.compile(r"^[0-9a-f]{2,6}$")
 LOOKUP_ID_RE = re.compile(r"^[0-9a-fA-F]{1,16}$")
 MAX_LABEL = 128
+MAX_META_TYPE = 32  # dojot's attrs.type column is varchar(32)
 MAX_COUNT = 1000
 MAX_PAGE_SIZE = 1000
 MAX_ATTRS = 1000
@@ -32,6 +33,44 @@ AttrFormat = Literal["both", "single", "split"]
 def iso(ts: datetime) -> str:
     """dojot's timestamp rendering: ``2018-01-25T12:30:42.164695+00:00``."""
     return ts.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+# -- errors with dojot's bodies ---------------------------------------------------------------------------
+# dojot answers {"message": ..., "status": <code>}; these add only Ondas' "error" (and, for templates in use, the
+# "details" Ondas gave before).
+IN_USE = "Templates cannot be removed as they are being used by devices"
+MISSING_LABEL = "missing label attribute"
+
+
+class TemplateNotFound(NotFound):
+    """404 ``No such template: <id>``, as dojot (also for the templates of ``POST``/``PUT /device``)."""
+
+    def __init__(self, template: object) -> None:
+        super().__init__(f"No such template: {template}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "status": self.status}
+
+
+class TemplatesInUse(Invalid):
+    """400 with dojot's exact message; ``details`` names the devices (the first ten) and counts them."""
+
+    def __init__(self, devices: list[str], device_count: int) -> None:
+        super().__init__(IN_USE, devices=devices, device_count=device_count)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "status": self.status}
+
+
+class MissingLabel(Invalid):
+    """400 for a device's attribute override without ``label``; dojot's message is a one-element list."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(MISSING_LABEL)
+        self.where = where  # for logs; dojot's body does not say which entry
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "message": [MISSING_LABEL], "status": self.status}
 
 
 # -- stored entities ---------------------------------------------------------------------------------------
@@ -207,6 +246,12 @@ class AttrSpec:
     static_value: Any = None
     metadata: tuple[MetaSpec, ...] = ()
     id: int | None = None  # on updates: keep this attribute's id (and the devices' overrides of it)
+    # The body had a "metadata" list. On updates, as in dojot, an attribute without one keeps its metadata.
+    metadata_given: bool = False
+
+    @property
+    def keeps_metadata(self) -> bool:
+        return not self.metadata_given and not self.metadata
 
 
 @dataclass(frozen=True)
@@ -478,7 +523,8 @@ def _attr(raw: object, index: int) -> AttrSpec:
         raise Invalid(f"{where}.metadata must be a list of meta attribute objects")
     metadata = tuple(_meta(m, f"{where}.metadata[{j}]") for j, m in enumerate(raw_meta))
     _unique([m.label for m in metadata], f"{where}.metadata labels must be unique")
-    return AttrSpec(label, kind, value_type, static_value, metadata, _optional_id(raw, where))
+    given = raw.get("metadata") is not None
+    return AttrSpec(label, kind, value_type, static_value, metadata, _optional_id(raw, where), given)
 
 
 def _meta(raw: object, where: str) -> MetaSpec:
@@ -486,8 +532,11 @@ def _meta(raw: object, where: str) -> MetaSpec:
         raise Invalid(f"{where} must be an object with label and value_type")
     label = _label(raw.get("label"), f"{where}.label")
     kind = raw.get("type", "meta")
-    if kind not in ATTR_TYPES:
-        raise Invalid(f"{where}.type must be one of {', '.join(ATTR_TYPES)}; got {kind!r}")
+    if not isinstance(kind, str) or not kind.strip() or len(kind) > MAX_META_TYPE or "\x00" in kind:
+        raise Invalid(
+            f"{where}.type must be a non-empty string of at most {MAX_META_TYPE} characters "
+            f"(any type: meta, lwm2m, mapping, ...); got {kind!r}"
+        )
     value_type = raw.get("value_type")
     if value_type not in VALUE_TYPES:
         raise Invalid(f"{where}.value_type must be one of {', '.join(VALUE_TYPES)}; got {value_type!r}")
@@ -507,9 +556,12 @@ def _ref(raw: dict[str, Any], where: str) -> int | str:
     raise Invalid(f"{where} must name the attribute to override by id (or label)")
 
 
-def _override(raw: object, template: int | None, where: str) -> OverrideSpec:
-    if not isinstance(raw, dict):
-        raise Invalid(f'{where} must be an object such as {{"id": 2, "static_value": "x"}}')
+def _override(raw: dict[str, Any], template: int | None, where: str) -> OverrideSpec:
+    if template is None and raw.get("template_id") is not None:
+        # dojot's list shape names the template in each entry
+        template = template_id(raw["template_id"])
+        if template is None:
+            raise Invalid(f"Unknown template {raw['template_id']!r} in attr list ({where}.template_id)")
     ref = _ref(raw, where)
     value = _json_value(raw.get("static_value"), f"{where}.static_value")
     raw_meta = raw.get("metadata") or []
@@ -525,19 +577,28 @@ def _override(raw: object, template: int | None, where: str) -> OverrideSpec:
 
 
 def _overrides(raw: object) -> tuple[OverrideSpec, ...]:
-    """dojot's ``attrs`` of a device body: ``{"<template id>": [{"id": <attr id>, "static_value": ...}]}``
-    (the shape GET returns); a plain list of such objects is accepted too."""
-    out: list[OverrideSpec] = []
+    """dojot's ``attrs`` of a device body: a list of ``{"template_id": .., "id": <attr id>, "label": ..,
+    "static_value": .., "metadata": [{"id": <meta id>, "static_value": ..}]}``, or the shape GET returns,
+    ``{"<template id>": [<such objects>]}``. Every entry needs its ``label``, as in dojot (checked first)."""
+    entries: list[tuple[object, int | None, str]] = []
     if isinstance(raw, dict):
-        for key, entries in raw.items():
+        for key, group in raw.items():
             tid = template_id(key)
             if tid is None:
                 raise Invalid(f"Unknown template {key!r} in attr list (keys of attrs are template ids)")
-            if not isinstance(entries, list):
+            if not isinstance(group, list):
                 raise Invalid(f"attrs[{key!r}] must be a list of attribute overrides")
-            out.extend(_override(e, tid, f"attrs[{key!r}][{i}]") for i, e in enumerate(entries))
+            entries.extend((e, tid, f"attrs[{key!r}][{i}]") for i, e in enumerate(group))
     elif isinstance(raw, list):
-        out.extend(_override(e, None, f"attrs[{i}]") for i, e in enumerate(raw))
+        entries.extend((e, None, f"attrs[{i}]") for i, e in enumerate(raw))
     else:
-        raise Invalid('attrs must map template ids to attribute overrides: {"1": [{"id": 2, "static_value": "x"}]}')
-    return tuple(out)
+        raise Invalid(
+            'attrs must map template ids to attribute overrides: {"1": [{"id": 2, "label": "serial", '
+            '"static_value": "x"}]}'
+        )
+    for entry, _, where in entries:
+        if not isinstance(entry, dict):
+            raise Invalid(f'{where} must be an object such as {{"id": 2, "label": "serial", "static_value": "x"}}')
+        if entry.get("label") is None:
+            raise MissingLabel(where)
+    return tuple(_override(e, tid, where) for e, tid, where in entries if isinstance(e, dict))

@@ -8,7 +8,7 @@ nothing here can reach another tenant's rows.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -22,10 +22,13 @@ from device_manager.models import (
     DeviceSpec,
     Filter,
     Meta,
+    MetaSpec,
     OverrideSpec,
     Page,
     PageRequest,
     Template,
+    TemplateNotFound,
+    TemplatesInUse,
     TemplateSpec,
 )
 from ondas import topics
@@ -159,7 +162,7 @@ class DeviceManager:
         with self._store.transaction(tenant) as tx:
             found = tx.get_templates([template_id])
         if template_id not in found:
-            raise NotFound(f"No such template: {template_id}")
+            raise TemplateNotFound(template_id)
         return found[template_id]
 
     def list_templates(self, tenant: str, f: Filter, page: PageRequest) -> Page:
@@ -173,7 +176,7 @@ class DeviceManager:
         with self._store.transaction(tenant) as tx:
             old = tx.get_templates([template_id], lock="update").get(template_id)
             if old is None:
-                raise NotFound(f"No such template: {template_id}")
+                raise TemplateNotFound(template_id)
             clashes = tx.label_clashes(template_id, [a.label for a in spec.attrs])
             if clashes:
                 label, other, device, n = clashes[0]
@@ -196,8 +199,8 @@ class DeviceManager:
         with self._store.transaction(tenant) as tx:
             found = tx.get_templates([template_id], lock="update")
             if template_id not in found:
-                raise NotFound(f"No such template: {template_id}")
-            _refuse_in_use(tx, [template_id], f"Template {template_id} cannot be removed")
+                raise TemplateNotFound(template_id)
+            _refuse_in_use(tx, [template_id])
             tx.delete_templates([template_id])
             return found[template_id]
 
@@ -207,7 +210,7 @@ class DeviceManager:
             ids = [t.id for t in templates]
             if ids:
                 tx.get_templates(ids, lock="update")
-                _refuse_in_use(tx, ids, "Templates cannot be removed")
+                _refuse_in_use(tx, ids)
                 tx.delete_templates(ids)
             return templates
 
@@ -280,7 +283,7 @@ class DeviceManager:
     def devices_of_template(self, tenant: str, template_id: int, page: PageRequest) -> Page:
         with self._store.transaction(tenant) as tx:
             if template_id not in tx.get_templates([template_id]):
-                raise NotFound(f"No such template: {template_id}")
+                raise TemplateNotFound(template_id)
             items, total = tx.list_devices(Filter(template=template_id), page)
         return Page(items, page.page, page.page_size, total)
 
@@ -418,77 +421,108 @@ def _existing(tx: Tx, device_id: str) -> Device:
 def _templates_of(tx: Tx, ids: Iterable[int]) -> tuple[Template, ...]:
     wanted = list(dict.fromkeys(ids))
     found = tx.get_templates(wanted, lock="share")
-    missing = [str(t) for t in wanted if t not in found]
-    if missing:
-        raise Invalid(f"No such template: {', '.join(missing)}", templates=missing)
+    missing = [t for t in wanted if t not in found]
+    if missing:  # dojot: 404 naming the first one
+        raise TemplateNotFound(missing[0])
     templates = tuple(found[t] for t in wanted)
     check_unique_attrs(templates)
     return templates
 
 
-def _refuse_in_use(tx: Tx, template_ids: list[int], what: str) -> None:
+def _refuse_in_use(tx: Tx, template_ids: list[int]) -> None:
+    """dojot's 400 while devices use a template; ``details`` names the first ten and counts them all."""
     count, sample = tx.template_users(template_ids)
     if count:
-        more = f" and {count - len(sample)} more" if count > len(sample) else ""
-        raise Invalid(
-            f"{what}: used by {count} device(s) ({', '.join(sample)}{more}); "
-            "remove those devices, or the template from them, first",
-            devices=sample,
-            device_count=count,
-        )
+        raise TemplatesInUse(sample, count)
 
 
 def _build_template(
     tx: Tx, tid: int, spec: TemplateSpec, created: datetime, updated: datetime | None, old: Template | None = None
 ) -> Template:
-    """The template ``spec`` describes, with ids. On an update, an attribute (or meta attribute) that carries the
-    id of one it replaces, or else has its label, keeps that id (and so the devices' overrides of it)."""
+    """The template ``spec`` describes, with ids from the tenant's one counter of attributes and metadata.
+
+    On an update, an attribute (or meta attribute) that carries the id of one it replaces, or else has its label
+    and type (dojot's rule), keeps that id, its creation time and the devices' overrides of it; an attribute kept
+    whose body has no ``metadata`` list keeps its metadata, as in dojot. New ones are numbered in the order of
+    :func:`_dojot_id_order`."""
     now = updated or created
-    needed = len(spec.attrs) + sum(len(a.metadata) for a in spec.attrs)
-    fresh = iter(tx.allocate_ids("attr", needed))
-    by_id = {a.id: a for a in old.attrs} if old else {}
-    by_label = {a.label: a for a in old.attrs} if old else {}
-    used: set[int] = set()
+    olds = old.attrs if old else ()
+    prevs = _matches(spec.attrs, olds)
+    meta_prevs: list[list[Meta | None]] = [
+        _matches(a.metadata, p.metadata) if p is not None else [None] * len(a.metadata)
+        for a, p in zip(spec.attrs, prevs, strict=True)
+    ]
+    order = _dojot_id_order(spec.attrs, olds, prevs, meta_prevs)
+    ids = dict(zip(order, tx.allocate_ids("attr", len(order)), strict=True))
     attrs: list[Attr] = []
-    for spec_attr in spec.attrs:
-        prev = _match(spec_attr.id, spec_attr.label, by_id, by_label, used)
-        attrs.append(_build_attr(tid, spec_attr, prev, fresh, now, updated))
+    for i, (a, prev) in enumerate(zip(spec.attrs, prevs, strict=True)):
+        metas: list[Meta] = []
+        if prev is not None and a.keeps_metadata:
+            metas = list(prev.metadata)
+        for j, (m, pm) in enumerate(zip(a.metadata, meta_prevs[i], strict=True)):
+            if pm is not None:
+                metas.append(Meta(pm.id, m.label, m.type, m.value_type, pm.created, m.static_value, updated))
+            else:
+                metas.append(Meta(ids[(i, j)], m.label, m.type, m.value_type, now, m.static_value, None))
+        if prev is None:
+            attrs.append(Attr(ids[(i, None)], tid, a.label, a.type, a.value_type, now, a.static_value, tuple(metas)))
+        else:
+            attrs.append(
+                Attr(prev.id, tid, a.label, a.type, a.value_type, prev.created, a.static_value, tuple(metas), updated)
+            )
     return Template(tid, spec.label, created, tuple(attrs), updated)
+
+
+def _dojot_id_order(
+    specs: tuple[AttrSpec, ...],
+    olds: tuple[Attr, ...],
+    prevs: list[Attr | None],
+    meta_prevs: list[list[Meta | None]],
+) -> list[tuple[int, int | None]]:
+    """The (attribute index, meta index or None for the attribute itself) of every new (meta) attribute, in the
+    order dojot's device manager v0.8.0 numbers them (its SQLAlchemy session inserts in this order).
+
+    On creation: every attribute in the body's order, then every meta attribute (by attribute, then in order).
+    On an update dojot walks the old attributes (by ascending id): dropping one, or reading the metadata of one
+    kept whose body has a ``metadata`` list, writes (numbers) the new metadata of the attributes kept before it;
+    then the new metadata of the kept attribute is queued. At the end come the new attributes in the body's
+    order, then the queued metadata still unnumbered, then the metadata of the new attributes."""
+    spec_of = {p.id: i for i, p in enumerate(prevs) if p is not None}
+    order: list[tuple[int, int | None]] = []
+    queued: list[tuple[int, int | None]] = []
+    for o in sorted(olds, key=lambda a: a.id):
+        i = spec_of.get(o.id)
+        if i is not None and specs[i].keeps_metadata:
+            continue
+        order += queued
+        queued = [] if i is None else [(i, j) for j, pm in enumerate(meta_prevs[i]) if pm is None]
+    new = [i for i, p in enumerate(prevs) if p is None]
+    order += [(i, None) for i in new]
+    order += queued
+    order += [(i, j) for i in new for j in range(len(specs[i].metadata))]
+    return order
 
 
 _T = TypeVar("_T", Attr, Meta)
 
 
-def _match(ref: int | None, label: str, by_id: dict[int, _T], by_label: dict[str, _T], used: set[int]) -> _T | None:
-    """The old (meta) attribute a new one replaces: the one with its id if given, else the one with its label."""
-    prev = by_id.get(ref) if ref is not None else None
-    if prev is None or prev.id in used:
-        prev = by_label.get(label)
-    if prev is None or prev.id in used:
-        return None
-    used.add(prev.id)
-    return prev
-
-
-def _build_attr(
-    tid: int, spec: AttrSpec, prev: Attr | None, fresh: Iterator[int], now: datetime, updated: datetime | None
-) -> Attr:
-    old_meta = prev.metadata if prev is not None else ()
-    by_id = {m.id: m for m in old_meta}
-    by_label = {m.label: m for m in old_meta}
+def _matches(specs: Iterable[AttrSpec | MetaSpec], olds: Iterable[_T]) -> list[_T | None]:
+    """For each new (meta) attribute, the old one it replaces: the one with its id if given, else the one with
+    its label and type; each old one is replaced at most once. None: it is new."""
+    by_id = {o.id: o for o in olds}
+    by_key = {(o.label, o.type): o for o in by_id.values()}
     used: set[int] = set()
-    metas: list[Meta] = []
-    for m in spec.metadata:
-        pm = _match(m.id, m.label, by_id, by_label, used)
-        if pm is not None:
-            metas.append(Meta(pm.id, m.label, m.type, m.value_type, pm.created, m.static_value, updated))
+    out: list[_T | None] = []
+    for spec in specs:
+        prev = by_id.get(spec.id) if spec.id is not None else None
+        if prev is None or prev.id in used:
+            prev = by_key.get((spec.label, spec.type))
+        if prev is not None and prev.id not in used:
+            used.add(prev.id)
+            out.append(prev)
         else:
-            metas.append(Meta(next(fresh), m.label, m.type, m.value_type, now, m.static_value, None))
-    if prev is None:
-        return Attr(next(fresh), tid, spec.label, spec.type, spec.value_type, now, spec.static_value, tuple(metas))
-    return Attr(
-        prev.id, tid, spec.label, spec.type, spec.value_type, prev.created, spec.static_value, tuple(metas), updated
-    )
+            out.append(None)
+    return out
 
 
 def resolve_overrides(templates: tuple[Template, ...], specs: Iterable[OverrideSpec]) -> dict[int, Any]:

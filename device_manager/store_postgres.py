@@ -8,6 +8,7 @@ into the platform's error hierarchy.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -124,6 +125,33 @@ class PostgresStore:
     def ping(self) -> bool:
         with self._pool.connection(timeout=2) as conn:
             return conn.execute("SELECT 1").fetchone() == (1,)
+
+    def purge_tenant(self, tenant: str, created_before: dt.datetime | None = None) -> dict[str, int]:
+        """Remove a deleted tenant's devices, templates, queued events and id counters, in one transaction.
+
+        With ``created_before`` (the tenant exists again: created anew after the deletion) only the rows created
+        before that instant go, and the id counters go only when nothing of the new tenant is left, so its rows
+        and ids are untouched."""
+        tenant = validate_tenant(tenant)
+        args = (tenant, created_before or dt.datetime.max.replace(tzinfo=dt.UTC))
+        counts: dict[str, int] = {}
+        with translate_errors(), self._pool.connection() as conn, conn.transaction():
+            # Ids are allocated under these rows' locks: holding them, no id of the tenant is handed out meanwhile.
+            conn.execute("SELECT 1 FROM id_counters WHERE tenant = %s FOR UPDATE", (tenant,))
+            counts["devices"] = conn.execute("DELETE FROM devices WHERE tenant = %s AND created < %s", args).rowcount
+            counts["templates"] = conn.execute(
+                """DELETE FROM templates t WHERE tenant = %s AND created < %s AND NOT EXISTS
+                   (SELECT 1 FROM device_templates d WHERE d.tenant = t.tenant AND d.template_id = t.id)""",
+                args,
+            ).rowcount
+            counts["events"] = conn.execute("DELETE FROM outbox WHERE tenant = %s AND created < %s", args).rowcount
+            conn.execute(
+                """DELETE FROM id_counters WHERE tenant = %s
+                   AND NOT EXISTS (SELECT 1 FROM templates WHERE tenant = %s)
+                   AND NOT EXISTS (SELECT 1 FROM devices WHERE tenant = %s)""",
+                (tenant, tenant, tenant),
+            )
+        return counts
 
     @contextmanager
     def transaction(self, tenant: str) -> Iterator[PostgresTx]:
@@ -582,9 +610,12 @@ class PostgresTx:
         ):
             overrides.setdefault(device_id, {})[int(attr_id)] = value
         templates = self.get_templates(sorted({t for ts in links.values() for t in ts}))
+        # Each statement reads what was committed before it: a device removed with its template between the
+        # statements above (another transaction, or a tenant purge) is left out rather than half assembled.
         return [
             Device(r[0], r[1], r[2], tuple(templates[t] for t in links[r[0]]), overrides.get(r[0], {}), r[3], r[4])
             for r in rows
+            if all(t in templates for t in links[r[0]])
         ]
 
     # -- outbox --------------------------------------------------------------------------------------------

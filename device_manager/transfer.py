@@ -95,9 +95,12 @@ def _templates(raw: list[Any], now: datetime) -> list[Template]:
 
     out: list[Template] = []
     for tid, spec, created in parsed:
+        # Ids the document leaves out are given as on creation: the attributes first, then their metadata.
+        attr_ids = [a.id if a.id is not None else fresh() for a in spec.attrs]
+        meta_ids = [[m.id if m.id is not None else fresh() for m in a.metadata] for a in spec.attrs]
         attrs = tuple(
             Attr(
-                a.id if a.id is not None else fresh(),
+                attr_ids[i],
                 tid,
                 a.label,
                 a.type,
@@ -105,11 +108,11 @@ def _templates(raw: list[Any], now: datetime) -> list[Template]:
                 created,
                 a.static_value,
                 tuple(
-                    Meta(m.id if m.id is not None else fresh(), m.label, m.type, m.value_type, created, m.static_value)
-                    for m in a.metadata
+                    Meta(meta_ids[i][j], m.label, m.type, m.value_type, created, m.static_value)
+                    for j, m in enumerate(a.metadata)
                 ),
             )
-            for a in spec.attrs
+            for i, a in enumerate(spec.attrs)
         )
         out.append(Template(tid, spec.label, created, attrs))
     return out

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from history.csv_render import to_csv
-from history.models import SHAPE_DOJOT, SHAPES, Entry, HistoryQuery
+from history.models import COUNT_PARAMS, KIND_ALL, KINDS, SHAPE_DOJOT, SHAPES, Cursor, HistoryQuery, Page
 from history.service import HistoryService
 from ondas.errors import Invalid
 from ondas.timestamps import parse_timestamp
@@ -49,6 +50,9 @@ def parse_query() -> HistoryQuery:
     shape = request.args.get("shape", SHAPE_DOJOT) or SHAPE_DOJOT
     if shape not in SHAPES:
         raise Invalid(f"query parameter shape must be one of {', '.join(SHAPES)}, got {shape!r}")
+    kind = request.args.get("kind", KIND_ALL) or KIND_ALL
+    if kind not in KINDS:
+        raise Invalid(f"query parameter kind must be one of {', '.join(KINDS)}, got {kind!r}")
     query = HistoryQuery(
         attrs=parse_attrs(request.args.getlist("attr")),
         shape=shape,
@@ -57,6 +61,7 @@ def parse_query() -> HistoryQuery:
         h_limit=int_arg("hLimit", minimum=1),
         date_from_ms=parse_date("dateFrom", request.args.get("dateFrom")),
         date_to_ms=parse_date("dateTo", request.args.get("dateTo")),
+        kind=None if kind == KIND_ALL else kind,
     )
     if query.date_from_ms is not None and query.date_to_ms is not None and query.date_from_ms > query.date_to_ms:
         raise Invalid("dateFrom must not be later than dateTo")
@@ -74,20 +79,44 @@ def _service() -> HistoryService:
     return service
 
 
+def next_link(query: HistoryQuery, cursor: Cursor) -> str:
+    """The ``Link`` of the next page: this request's query string with the cursor's date (epoch ms, which
+    dateFrom/dateTo accept and which parses exactly) and the counts lowered by what this page returned. A
+    relative reference (``?...``), so it resolves against the URL the client called, gateway prefix included."""
+    counts = {"lastN": query.last_n, "firstN": query.first_n, "hLimit": query.h_limit}
+    pairs = [(k, v) for k, v in request.args.items(multi=True) if k != cursor.param and k not in COUNT_PARAMS]
+    pairs += [(k, str(n - cursor.delivered)) for k, n in counts.items() if n is not None]
+    pairs.append((cursor.param, str(cursor.ms)))
+    return f'<?{urlencode(pairs)}>; rel="next"'
+
+
+def paging_headers(query: HistoryQuery, page: Page) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if page.truncated:
+        headers["X-Ondas-Truncated"] = "true"
+    if page.next is not None:
+        headers["Link"] = next_link(query, page.next)
+    return headers
+
+
 @bp.get("/device/<device_id>/history")
 def device_history(device_id: str) -> Response:
     tenant = principal().tenant
     query = parse_query()
+    page = _service().page(tenant, device_id, query)
+    headers = paging_headers(query, page)
     if wants_csv():
-        found = _service().entries(tenant, device_id, query)
-        rows: list[Entry] = found if isinstance(found, list) else [e for es in found.values() for e in es]
-        return Response(to_csv(rows), content_type="text/csv; charset=utf-8")
-    return jsonify(_service().history(tenant, device_id, query))
+        body = to_csv(page.rows(), with_kind=page.with_kind)
+        return Response(body, content_type="text/csv; charset=utf-8", headers=headers)
+    resp = jsonify(page.to_json())
+    resp.headers.update(headers)
+    return resp
 
 
 @bp.get("/device/<device_id>/latest")
 def device_latest(device_id: str) -> Response:
-    """The newest value of each attribute, keyed by attribute (the entries are history's)."""
+    """The newest reading of each attribute, keyed by attribute (the entries are history's); ``{}`` for an
+    existing device without readings, 404 for a device that does not exist."""
     tenant = principal().tenant
     latest = _service().latest(tenant, device_id, parse_attrs(request.args.getlist("attr")))
     if wants_csv():

@@ -1,9 +1,10 @@
 """History as CSV (``Accept: text/csv``), in dojot's column layout.
 
-Columns: ``attr``, ``value``, ``device_id``, ``ts``, then one ``metadata.<key>`` column per metadata key found
-in the rows (sorted). Text is quoted, numbers are not; booleans are ``true``/``false``; objects and arrays are
-their JSON text; a missing metadata value or a JSON null is an empty field. Rows keep the JSON order: one
-attribute after another, each newest first (or oldest first with ``firstN``). No rows: an empty body.
+Columns: ``attr``, ``value``, ``device_id``, ``ts``, with ``shape=consistent`` then ``kind`` (``reading`` or
+``command``), then one ``metadata.<key>`` column per metadata key found in the rows (sorted). Text is quoted,
+numbers are not; booleans are ``true``/``false``; objects and arrays are their JSON text; a missing metadata
+value or a JSON null is an empty field. Rows keep the JSON order: one attribute after another, each newest
+first (or oldest first with ``firstN``). No rows: an empty body.
 """
 
 from __future__ import annotations
@@ -34,14 +35,16 @@ def _field(value: Any) -> Any:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
-def to_csv(entries: Iterable[Entry]) -> str:
+def to_csv(entries: Iterable[Entry], with_kind: bool = False) -> str:
     rows = list(entries)
     if not rows:
         return ""
     meta_keys = sorted({k for e in rows for k in e.metadata})
-    lines = [",".join(_quote(c) for c in (*BASE_COLUMNS, *(f"metadata.{k}" for k in meta_keys)))]
+    kind_column = ("kind",) if with_kind else ()
+    lines = [",".join(_quote(c) for c in (*BASE_COLUMNS, *kind_column, *(f"metadata.{k}" for k in meta_keys)))]
     for e in rows:
-        fields = [e.attr, e.value, e.device_id, to_iso(e.ts_ms), *(e.metadata.get(k) for k in meta_keys)]
+        kind = [e.kind] if with_kind else []
+        fields = [e.attr, e.value, e.device_id, to_iso(e.ts_ms), *kind, *(e.metadata.get(k) for k in meta_keys)]
         lines.append(",".join(_quote(_field(f)) for f in fields))
     return "\r\n".join(lines) + "\r\n"
 

@@ -25,6 +25,6 @@ class HistorySettings:
             mongo_url=env_str("HISTORY_MONGO_URL", "mongodb://127.0.0.1:27017/"),
             http_port=env_int("HISTORY_HTTP_PORT", 8013),
             db_prefix=env_str("HISTORY_MONGO_DB_PREFIX", DEFAULT_DB_PREFIX),
-            max_results=env_int("HISTORY_MAX_RESULTS", 10_000),
+            max_results=env_int("HISTORY_MAX_RESULTS", 10_000, minimum=1),
             workers=env_int("HISTORY_HTTP_WORKERS", 1),
         )

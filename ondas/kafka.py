@@ -31,7 +31,7 @@ from prometheus_client import Counter
 
 from ondas.contracts import ContractError
 from ondas.errors import Invalid, Unavailable
-from ondas.topics import dead_letter
+from ondas.topics import TENANCY_TOPIC, dead_letter
 
 log = logging.getLogger("ondas.kafka")
 
@@ -111,6 +111,25 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 1, ti
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
         log.info("topic created", extra={"topic": name})
+
+
+def delete_tenant_topics(bootstrap: str, tenant: str, timeout: float = 15.0) -> list[str]:
+    """Delete every topic of ``tenant`` (``<tenant>.<anything>``, dead-letter topics too) and return their names.
+    The tenancy topic is never touched. Deleting a topic also drops the consumer groups' offsets of it, so a
+    topic of the same name created later is read from its start."""
+    prefix = tenant + "."
+    admin = AdminClient(common_config(bootstrap))
+    names = sorted(t for t in admin.list_topics(timeout=timeout).topics if t.startswith(prefix) and t != TENANCY_TOPIC)
+    if not names:
+        return []
+    for name, fut in admin.delete_topics(names, request_timeout=timeout).items():
+        try:
+            fut.result(timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise
+        log.info("topic deleted", extra={"topic": name, "tenant": tenant})
+    return names
 
 
 class Producer:

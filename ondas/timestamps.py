@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 # Epoch values below this are seconds (1e11 s is the year 5138; 1e11 ms is 1973).
 _SECONDS_LIMIT = 100_000_000_000
@@ -13,6 +13,9 @@ _SECONDS_LIMIT = 100_000_000_000
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 #: 9999-12-31T23:59:59.999Z, the last instant ISO 8601 (and history's rendering) can express.
 MAX_MS = 253_402_300_799_999
@@ -50,10 +53,10 @@ def parse_timestamp(value: object) -> int:
             raise ValueError(f"timestamp {value!r} is not ISO 8601 nor an epoch number") from exc
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return int(parsed.timestamp() * 1000)
+        return (parsed - _EPOCH) // _MS  # exact: a float of seconds times 1000 can come out 1 ms low
     raise ValueError("timestamp must be ISO 8601 or epoch seconds/milliseconds")
 
 
 def to_iso(ms: int) -> str:
     """Render epoch ms the way dojot's history does: ``2018-03-22T13:47:07.050000Z``."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return (_EPOCH + ms * _MS).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

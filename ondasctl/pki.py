@@ -22,7 +22,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -307,17 +307,43 @@ def revoke_identity(pki_dir: Path, cn: str, crl_file: Path | None = None) -> tup
 
     Returns (newly revoked serials, every serial ever issued to ``cn``): a caller that finds the second list
     non-empty must make the broker reload the CRL, even when the first is empty (a retry after a failure)."""
+    newly, every, _ = _revoke(pki_dir, lambda r: bool(r["cn"] == cn), crl_file)
+    return newly, every
+
+
+def revoke_tenant(
+    pki_dir: Path, tenant: str, issued_before: dt.datetime | None = None, crl_file: Path | None = None
+) -> tuple[list[str], list[str], list[str]]:
+    """Revoke every certificate of a deleted tenant's devices (CN ``<tenant>:...``), or only those issued before
+    ``issued_before``, and rewrite the CRL when that revoked anything. Returns (newly revoked serials, every
+    matching serial, the identities they were issued to)."""
+    prefix = validate_tenant(tenant) + ":"
+
+    def match(r: dict[str, Any]) -> bool:
+        if not str(r["cn"]).startswith(prefix):
+            return False
+        return issued_before is None or dt.datetime.fromisoformat(r["issued_at"]) < issued_before
+
+    return _revoke(pki_dir, match, crl_file)
+
+
+def _revoke(
+    pki_dir: Path, match: Callable[[dict[str, Any]], bool], crl_file: Path | None
+) -> tuple[list[str], list[str], list[str]]:
     with _records_locked(pki_dir) as data:
         now = _iso(dt.datetime.now(dt.UTC))
         newly: list[str] = []
         every: list[str] = []
+        cns: list[str] = []
         for r in data["certificates"]:
-            if r["cn"] != cn:
+            if not match(r):
                 continue
             every.append(r["serial"])
+            if r["cn"] not in cns:
+                cns.append(r["cn"])
             if not r.get("revoked"):
                 r["revoked"], r["revoked_at"] = True, now
                 newly.append(r["serial"])
         if newly or not (crl_file or pki_dir / CRL_FILE).exists():
             _write_crl(pki_dir, data, crl_file)
-        return newly, every
+        return newly, every, cns

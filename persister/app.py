@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
 from http.server import ThreadingHTTPServer
 
-from pymongo.errors import PyMongoError
-
 from ondas import log as ondas_log
-from ondas.errors import OndasError
 from ondas.health import Health, serve_health
 from ondas.kafka import ConsumerLoop
-from ondas.tenancy import TenancyTracker, fetch_tenants
+from ondas.tenancy import TenancyTracker, TenantPurge
 from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, device_data, device_events
 from persister.consumers import KafkaDeadLetter
 from persister.service import PersisterService
@@ -53,38 +49,35 @@ class Persister:
             subjects=[DEVICE_DATA, DEVICE_EVENTS],
             on_change=self._on_tenants,
         )
+        # One purge per DELETE event for the whole persister group (a durable consumer group of its own).
+        self.purge = TenantPurge(
+            service=settings.group_id,
+            auth_url=common.auth_url,
+            bootstrap=common.kafka_bootstrap,
+            purge=self._purge,
+        )
         self.health = Health("persister")
         self.health.add_check("tenancy", lambda: self.tracker.ready)
+        self.health.add_check("tenant-purge", lambda: self.purge.ready)
         self.health.add_check("consumer", self._consumer_ready)
         self.health.add_check("mongo", self.store.ping)
         self._running = threading.Event()
         self._http: ThreadingHTTPServer | None = None
-        self._tenants: frozenset[str] = frozenset()
 
     def _on_tenants(self, tenants: frozenset[str]) -> None:
         topics = [name for t in sorted(tenants) for name in (device_data(t), device_events(t))]
         log.info("following device-data and device-event topics", extra={"topics": topics})
         self.loop.set_topics(topics)
-        gone, self._tenants = self._tenants - tenants, tenants
-        if gone:
-            self._drop_deleted(gone)
 
-    def _drop_deleted(self, gone: Iterable[str]) -> None:
-        """Drop the data of deleted tenants. The tenancy topic is replayed from its start, so a DELETE may be
-        followed by a later CREATE of the same name: auth's current list decides, and a tenant it still
-        has keeps its data."""
-        try:
-            current = fetch_tenants(self.settings.common.auth_url)
-        except RuntimeError:
-            log.exception("could not confirm tenant deletion with auth; their data is kept")
-            return
-        for tenant in sorted(set(gone) - current):
-            with ondas_log.bind(tenant=tenant):
-                try:
-                    self.store.drop_tenant(tenant)
-                except (OndasError, PyMongoError):
-                    log.exception("could not drop the deleted tenant's data")
-                    continue
+    def _purge(self, tenant: str, deleted_at: float, recreated: bool) -> None:
+        """Drop a deleted tenant's database; when the tenant exists again, only what is timed before its
+        deletion. Unavailable (MongoDB away) propagates: the event is retried."""
+        with ondas_log.bind(tenant=tenant):
+            if recreated:
+                deleted = self.store.drop_tenant_before(tenant, int(deleted_at * 1000))
+                log.info("deleted tenant's data before its deletion dropped", extra={"points": deleted})
+            else:
+                self.store.drop_tenant(tenant)
                 log.info("deleted tenant's data dropped")
 
     def _consumer_ready(self) -> bool:
@@ -96,6 +89,7 @@ class Persister:
         port = self.settings.health_port if health_port is None else health_port
         self._http = serve_health(self.health, self.settings.common.bind_host, port)
         self.tracker.start()
+        self.purge.start()
 
     @property
     def health_port(self) -> int:
@@ -112,6 +106,7 @@ class Persister:
     def stop(self) -> None:
         self.loop.stop()
         self.tracker.stop()
+        self.purge.stop()
 
     def close(self) -> None:
         """Release the HTTP server and the MongoDB client (after ``run()`` returned)."""

@@ -1,4 +1,5 @@
-"""Domain types of the persister: a point (one attribute value of one device at one instant)."""
+"""Domain types of the persister: a point (one attribute value of one device at one instant) and a known
+device (what the device manager said exists)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from ondas.contracts import ContractError, DeviceData, DeviceEvent
 #: ``Point.source`` of a value the device sent (``device-data``) and of a value sent to the device (``configure``).
 FROM_DEVICE = "device"
 ACTUATION = "configure"
+
+#: ``kind`` of a stored point (the field history filters on): what the device reported, or a command sent to it.
+KIND_READING = "reading"
+KIND_COMMAND = "command"
 
 
 class TenantMismatch(ContractError):
@@ -35,6 +40,19 @@ class Point:
     def is_reading(self) -> bool:
         """A value the device reported (it may become the latest value); actuations are not readings."""
         return self.source == FROM_DEVICE
+
+    @property
+    def kind(self) -> str:
+        return KIND_READING if self.is_reading else KIND_COMMAND
+
+
+@dataclass(frozen=True)
+class KnownDevice:
+    """A device the device manager created or updated (its ``create``/``update`` event), so history can tell an
+    existing device without data from one that does not exist."""
+
+    device_id: str
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,3 +99,11 @@ def actuation_points(event: DeviceEvent, topic_tenant: str) -> list[Point]:
         Point(event.device_id, attr, value, event.meta.timestamp, {"event": ACTUATION}, ACTUATION)
         for attr, value in attrs.items()
     ]
+
+
+def known_device(event: DeviceEvent, topic_tenant: str) -> KnownDevice:
+    """The device of a ``create`` or ``update`` event read from ``topic_tenant``'s topic."""
+    if event.tenant != topic_tenant:
+        raise TenantMismatch(f"meta.service {event.tenant!r} does not match the topic's tenant {topic_tenant!r}")
+    label = event.data.get("label")
+    return KnownDevice(event.device_id, label if isinstance(label, str) else None)

@@ -1,16 +1,21 @@
-"""The persister's rules: turn a batch of device-data messages and device events into stored points.
+"""The persister's rules: turn a batch of device-data messages and device events into stored points and
+known devices.
 
 A batch is handled in one pass: every message is validated first; the good ones are written (one
 ``insert_many`` per tenant); the bad ones are handed to the dead-letter port with the reason. Only when
 all of this succeeded does the handler return, so the consumer loop commits the batch's offsets after
 the data is in the store. If the store is unavailable the handler raises and the loop retries the whole
 batch; points have deterministic ids, so the retry never stores anything twice.
+
+Known devices: ``create`` and ``update`` events record the device (the store's ``devices``), ``remove`` forgets
+it, so history answers an existing device without data with an empty result and an unknown one with a 404.
+The persister is the only writer; replaying the events gives the same records.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,7 +24,15 @@ from prometheus_client import Counter
 from ondas import log as ondas_log
 from ondas import topics
 from ondas.contracts import ContractError, DeviceData, DeviceEvent
-from persister.models import Point, TenantMismatch, WriteResult, actuation_points, points_from
+from persister.models import (
+    KnownDevice,
+    Point,
+    TenantMismatch,
+    WriteResult,
+    actuation_points,
+    known_device,
+    points_from,
+)
 
 log = logging.getLogger("persister")
 
@@ -43,6 +56,7 @@ class Incoming(Protocol):
 class PointStore(Protocol):
     def write(self, tenant: str, points: Sequence[Point]) -> WriteResult: ...
     def delete_device(self, tenant: str, device_id: str) -> int: ...
+    def record_devices(self, tenant: str, changes: Mapping[str, KnownDevice | None]) -> None: ...
     def ping(self) -> bool: ...
 
 
@@ -60,17 +74,18 @@ class Rejected:
 
 @dataclass(frozen=True)
 class Parsed:
-    """What one message asks of the store: points to write, or (``removed``) a device whose data goes."""
+    """What one message asks of the store: points to write, a device to record (``device``), or a device that
+    was removed (``removed``: forgotten, and its data goes when so configured)."""
 
     tenant: str
     device_id: str
     points: list[Point]
     removed: bool = False
+    device: KnownDevice | None = None
 
 
-def parse(msg: Incoming) -> Parsed | None:
-    """Validate one message; ``None`` for a message the persister has nothing to do with (a device created
-    or updated). Raises :class:`ContractError` (or a subclass) saying what is wrong."""
+def parse(msg: Incoming) -> Parsed:
+    """Validate one message. Raises :class:`ContractError` (or a subclass) saying what is wrong."""
     name = msg.topic() or ""
     try:
         t = topics.parse(name)
@@ -87,7 +102,7 @@ def parse(msg: Incoming) -> Parsed | None:
             if event.tenant != t.tenant:
                 raise TenantMismatch(f"meta.service {event.tenant!r} does not match the topic's tenant {t.tenant!r}")
             return Parsed(t.tenant, event.device_id, [], removed=True)
-        return None
+        return Parsed(t.tenant, event.device_id, [], device=known_device(event, t.tenant))
     raise ContractError(f"topic {name!r} is neither a device-data nor a device-events topic")
 
 
@@ -114,8 +129,9 @@ class PersisterService:
     def handle(self, batch: Sequence[Incoming]) -> None:
         """Store the good messages of ``batch`` and dead-letter the bad ones; raise only if that failed.
 
-        Points are written in one ``insert_many`` per tenant; a device removal in the batch first writes what
-        came before it, so a removed device's data never reappears from the same batch."""
+        Points are written in one ``insert_many`` per tenant, then the known devices in the batch's order (the
+        last event of a device wins); a device removal that drops data first writes what came before it, so a
+        removed device's data never reappears from the same batch."""
         pending: dict[str, list[Parsed]] = {}
         rejected: list[Rejected] = []
         for msg in batch:
@@ -124,12 +140,9 @@ class PersisterService:
             except ContractError as exc:
                 rejected.append(Rejected(msg, _topic_tenant(msg), _reason(exc), str(exc)))
                 continue
-            if parsed is None:
-                continue
-            if parsed.removed:
-                if self._drop_removed:
-                    self._flush(pending)
-                    self.remove_device(parsed.tenant, parsed.device_id)
+            if parsed.removed and self._drop_removed:
+                self._flush(pending)
+                self.remove_device(parsed.tenant, parsed.device_id)
                 continue
             pending.setdefault(parsed.tenant, []).append(parsed)
         self._flush(pending)
@@ -145,6 +158,7 @@ class PersisterService:
         pending.clear()
 
     def remove_device(self, tenant: str, device_id: str) -> int:
+        """Delete the device's data and forget the device (``PERSISTER_ON_DEVICE_REMOVE=drop``)."""
         with ondas_log.bind(tenant=tenant, device=device_id):
             deleted = self._store.delete_device(tenant, device_id)
             POINTS_DELETED.labels(tenant).inc(deleted)
@@ -153,14 +167,21 @@ class PersisterService:
 
     def store(self, tenant: str, items: Sequence[Parsed]) -> WriteResult:
         points = [p for item in items for p in item.points]
+        devices: dict[str, KnownDevice | None] = {}
+        for item in items:
+            if item.device is not None or item.removed:
+                devices[item.device_id] = item.device  # the last event of the device in the batch wins
         with ondas_log.bind(tenant=tenant):
             result = self._store.write(tenant, points)
+            if devices:
+                self._store.record_devices(tenant, devices)
             POINTS_WRITTEN.labels(tenant).inc(result.inserted)
             POINTS_DUPLICATE.labels(tenant).inc(result.duplicates)
             if log.isEnabledFor(logging.DEBUG):
                 per_device: dict[str, int] = {}
                 for item in items:
-                    per_device[item.device_id] = per_device.get(item.device_id, 0) + len(item.points)
+                    if item.points:
+                        per_device[item.device_id] = per_device.get(item.device_id, 0) + len(item.points)
                 for device_id, count in per_device.items():
                     with ondas_log.bind(device=device_id):
                         log.debug("points stored", extra={"points": count})

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING, DeleteOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, WriteConcernError
@@ -21,7 +21,7 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, WriteConcernError
 from ondas import mongo
 from ondas.errors import Invalid, Unavailable
 from ondas.tenant import tenant_database_name
-from persister.models import Point, WriteResult
+from persister.models import KnownDevice, Point, WriteResult
 
 DUPLICATE_KEY = 11000
 TTL_INDEX = "ts_ttl"
@@ -47,7 +47,13 @@ def point_document(p: Point) -> Doc:
         "value": p.value,
         "ts": to_datetime(p.ts_ms),
         "metadata": p.metadata,
+        "kind": p.kind,
     }
+
+
+def device_document(d: KnownDevice, recorded: datetime) -> Doc:
+    """A known device: ``_id`` is the device id; ``recorded`` is when the persister last stored the record."""
+    return {"device_id": d.device_id, "label": d.label, "recorded": recorded}
 
 
 def newest_per_key(points: Sequence[Point]) -> list[Point]:
@@ -105,15 +111,36 @@ class MongoPointStore:
         return WriteResult(inserted=inserted, duplicates=len(points) - inserted)
 
     def delete_device(self, tenant: str, device_id: str) -> int:
-        """Delete the device's points and latest values; returns how many points went."""
+        """Delete the device's points and latest values and forget the device; returns how many points went."""
         db = self.database(tenant)
         try:
             deleted = db["points"].delete_many({"device_id": device_id}).deleted_count
             db["latest"].delete_many({"device_id": device_id})
             db["actuated"].delete_many({"device_id": device_id})
+            db["devices"].delete_one({"_id": device_id})
         except (ConnectionFailure, WriteConcernError) as exc:
             raise Unavailable(f"MongoDB is unavailable: {exc}", tenant=tenant) from exc
         return int(deleted)
+
+    def record_devices(self, tenant: str, changes: Mapping[str, KnownDevice | None]) -> None:
+        """Record the devices the device manager created or updated (``KnownDevice``) and forget the removed ones
+        (``None``), in the ``devices`` collection history reads to tell an existing device from an unknown one."""
+        if not changes:
+            return
+        now = datetime.now(UTC)
+        ops: list[UpdateOne | DeleteOne] = [
+            DeleteOne({"_id": device_id})
+            if device is None
+            else UpdateOne({"_id": device_id}, {"$set": device_document(device, now)}, upsert=True)
+            for device_id, device in changes.items()
+        ]
+        try:
+            self.database(tenant)["devices"].bulk_write(ops, ordered=True)
+        except (ConnectionFailure, WriteConcernError) as exc:
+            raise Unavailable(f"MongoDB is unavailable: {exc}", tenant=tenant) from exc
+        except BulkWriteError as exc:
+            first = exc.details.get("writeErrors", [{}])[0]
+            raise Invalid(f"MongoDB refused a device record: {first.get('errmsg')}", tenant=tenant) from exc
 
     def drop_tenant(self, tenant: str) -> None:
         """Drop the tenant's database (all its points and latest values)."""
@@ -123,6 +150,23 @@ class MongoPointStore:
             raise Unavailable(f"MongoDB is unavailable: {exc}", tenant=tenant) from exc
         with self._lock:
             self._indexed.discard(tenant)
+
+    def drop_tenant_before(self, tenant: str, cutoff_ms: int) -> int:
+        """Delete the tenant's points and latest values timed before ``cutoff_ms`` (a tenant deleted then, and
+        created again since: what the new one stored stays). Returns how many points went."""
+        db = self.database(tenant)
+        cutoff = to_datetime(cutoff_ms)
+        before = {"ts": {"$lt": cutoff}}
+        try:
+            deleted = db["points"].delete_many(before).deleted_count
+            db["latest"].delete_many(before)
+            db["devices"].delete_many({"recorded": {"$lt": cutoff}})
+            for device_id in db["actuated"].distinct("device_id"):
+                if db["points"].find_one({"device_id": device_id}, {"_id": 1}) is None:
+                    db["actuated"].delete_many({"device_id": device_id})
+        except (ConnectionFailure, WriteConcernError) as exc:
+            raise Unavailable(f"MongoDB is unavailable: {exc}", tenant=tenant) from exc
+        return int(deleted)
 
     def _ensure_indexes(self, tenant: str, db: Database[Doc]) -> None:
         with self._lock:

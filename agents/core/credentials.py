@@ -133,6 +133,14 @@ class CredentialStore:
         return bool(removed)
 
     # -- readers -------------------------------------------------------------------------------------------
+    def device_ids(self, tenant: str) -> list[str]:
+        """The devices of ``tenant`` that have a stored password."""
+        try:
+            keys = self._redis.hkeys(tenant_key(tenant))
+        except redis.RedisError as exc:
+            raise Unavailable(f"the credential store is not reachable: {exc}") from exc
+        return sorted(k.decode() if isinstance(k, bytes) else str(k) for k in keys)
+
     def has_password(self, tenant: str, device_id: str) -> bool:
         try:
             return bool(self._redis.hexists(tenant_key(tenant), device_id))

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+import requests
+
 from agents.core.cache import DeviceCache, fetch_device, follow_devices
 from agents.core.credentials import CredentialStore
 from agents.core.stats import Statistics
@@ -26,10 +28,12 @@ from agents.mqtt.liveness import LOG_TOPIC, LivenessBridge
 from agents.mqtt.provisioning import Dynsec, DynsecError, Provisioner
 from agents.mqtt.revocation import removal_handler, revoker_from_settings
 from agents.mqtt.settings import Settings
+from agents.mqtt.tenants import TenantRemoval
 from ondas.authn import load_public_key
 from ondas.errors import Unavailable
 from ondas.health import Health, serve_health
 from ondas.kafka import ConsumerLoop, get_producer
+from ondas.tenancy import TenantPurge
 
 log = logging.getLogger("agents.mqtt.app")
 
@@ -101,6 +105,7 @@ class MqttAgent:
             topics=[],
             handler=DeviceEventHandler(self.cache, None, stats=self.stats).handle_batch,
         )
+        revoker = revoker_from_settings(s)
         # ... while each event is acted on once, by one process of the shared group.
         actions = ConsumerLoop(
             name=SERVICE,
@@ -111,7 +116,7 @@ class MqttAgent:
                 None,
                 self.publish_sync,
                 # Certificates revoked (CRL, broker reload), then sessions ended and the password forgotten.
-                removal_handler(revoker_from_settings(s), self.remove_sync if s.dynsec_port else None),
+                removal_handler(revoker, self.remove_sync if s.dynsec_port else None),
                 on_disable=self.disable_sync if s.dynsec_port else None,
                 stats=self.stats,
                 legacy_topics=s.legacy_topics,
@@ -173,6 +178,18 @@ class MqttAgent:
         )
         # Device credentials are also written, hashed, where every agent reads them (agents/core/credentials.py).
         credentials = CredentialStore.from_url(s.redis_url) if s.redis_url else None
+        # A deleted tenant's passwords, certificates and sessions go, once per DELETE for the whole agent group.
+        tenant_purge = TenantPurge(
+            service=s.consumer_group,
+            auth_url=s.common.auth_url,
+            bootstrap=s.common.kafka_bootstrap,
+            purge=TenantRemoval(
+                credentials=credentials,
+                revoker=revoker,
+                end_sessions=self.remove_sync if s.dynsec_port else None,
+                device_exists=lambda tenant, device_id: device_known(s.device_manager_url, tenant, device_id),
+            ),
+        )
         api: ApiServer | None = None
         if s.api_port:
             api = ApiServer(
@@ -203,6 +220,7 @@ class MqttAgent:
         if credentials is not None:
             self.health.add_check("credential-store", credentials.ping)
         self.health.add_check("tenancy", lambda: tracker.ready)
+        self.health.add_check("tenant-purge", lambda: tenant_purge.ready)
         self.health.add_check("device-cache", lambda: warmer.warmed)
         self.health.add_check(
             "device-events", lambda: all(t.is_alive() for t in threads) and all(c.ready.is_set() for c in consumers)
@@ -211,6 +229,7 @@ class MqttAgent:
         try:
             for thread in threads:
                 thread.start()
+            tenant_purge.start()
             warmer.start()
             await self._until(stop, self._loop.run_in_executor(None, tracker.start))
             await self._until(stop, self._wait(lambda: warmer.warmed, stop))
@@ -230,6 +249,7 @@ class MqttAgent:
             log.info("MQTT agent stopping")
             for consumer in consumers:
                 consumer.stop()
+            await asyncio.get_running_loop().run_in_executor(None, tenant_purge.stop)
             for thread in threads:
                 await asyncio.get_running_loop().run_in_executor(None, thread.join, 10)
             if self._mqtt is not None:
@@ -278,3 +298,11 @@ class MqttAgent:
             task.result()
         else:
             task.cancel()
+
+
+def device_known(device_manager_url: str, tenant: str, device_id: str) -> bool:
+    """Whether the device manager has this device now (Unavailable when it cannot say)."""
+    try:
+        return fetch_device(device_manager_url, tenant, device_id) is not None
+    except (requests.RequestException, ValueError) as exc:
+        raise Unavailable(f"cannot ask the device manager about {tenant}:{device_id}: {exc}") from exc

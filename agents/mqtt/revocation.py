@@ -16,6 +16,7 @@ Unavailable, so the event is retried rather than committed with the device still
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import signal
@@ -27,7 +28,7 @@ from prometheus_client import Counter
 from agents.mqtt.settings import Settings
 from ondas.errors import Unavailable
 from ondas.settings import SettingsError
-from ondasctl.pki import CRL_FILE, revoke_identity
+from ondasctl.pki import CRL_FILE, revoke_identity, revoke_tenant
 
 log = logging.getLogger("agents.mqtt.revocation")
 
@@ -56,6 +57,21 @@ class CertificateRevoker:
             log.info("device certificates revoked", extra={"serials": newly, "crl": str(self._crl_file)})
         self.reload_broker()
         return True
+
+    def revoke_tenant(self, tenant: str, issued_before: dt.datetime | None = None) -> list[str]:
+        """Revoke every certificate of a deleted tenant's devices (only those issued before ``issued_before``
+        when given) and make the broker reload the CRL; returns the identities that had certificates."""
+        try:
+            newly, every, identities = revoke_tenant(self._pki_dir, tenant, issued_before, self._crl_file)
+        except (OSError, ValueError) as exc:
+            raise Unavailable(f"cannot revoke the certificates of tenant {tenant}: {exc}") from exc
+        if not every:
+            return []
+        if newly:
+            REVOKED.labels(tenant).inc(len(newly))
+            log.info("deleted tenant's certificates revoked", extra={"tenant": tenant, "serials": newly})
+        self.reload_broker()
+        return identities
 
     def reload_broker(self) -> None:
         """SIGHUP Mosquitto: it re-reads its configuration, the CRL with it."""

@@ -15,11 +15,15 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+import redis
 import requests
+from confluent_kafka import Producer
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ondas.contracts import DeviceEvent
+from agents.core.credentials import tenant_key
+from ondas.contracts import DeviceEvent, TenancyEvent
 from ondas.timestamps import now_ms
+from ondas.topics import TENANCY_TOPIC
 from ondasctl import infra
 from ondasctl.ports import free_port
 from tests.integration.agents_mqtt.conftest import Agent, Broker, Stub, device, launch_agent, own_broker, wait_until
@@ -38,7 +42,12 @@ def broker() -> Iterator[Broker]:
 
 @pytest.fixture(scope="module")
 def cagent(
-    broker: Broker, kafka_bootstrap: str, stub: Stub, tokens: Any, tmp_path_factory: pytest.TempPathFactory
+    broker: Broker,
+    kafka_bootstrap: str,
+    redis_url: str,
+    stub: Stub,
+    tokens: Any,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Agent, str]]:
     cfg = broker.cfg
     api_port = free_port()
@@ -54,6 +63,7 @@ def cagent(
             "MQTT_AGENT_DYNSEC_USERNAME": infra.MQTT_DYNSEC_ADMIN,
             "MQTT_AGENT_DYNSEC_PASSWORD": cfg.secret("mqtt-dynsec"),
             "MQTT_AGENT_API_PORT": str(api_port),
+            "MQTT_AGENT_REDIS_URL": redis_url,
             "ONDAS_JWT_PUBLIC_KEY_FILE": str(tokens.public_file),
         },
     )
@@ -240,3 +250,25 @@ def test_a_disabled_device_is_kicked_refused_and_let_in_again(cagent, tenant, to
         f"{api}/mqtt-agent/v1/statistics", headers=tokens.headers("t" + uuid.uuid4().hex[:8]), timeout=10
     )
     assert other.status_code == 200 and other.json()["received"] == 0
+
+
+def test_a_deleted_tenant_loses_every_password_and_session(
+    cagent, stub, tenant, tokens, connect, redis_url, kafka_bootstrap
+):
+    """Last in this module: it deletes the module's tenant."""
+    c = credentials(cagent[1], tokens, tenant, "dev2")
+    dev = connect(c["username"], c["password"])
+    assert dev.accepted
+    store = redis.Redis.from_url(redis_url)
+    assert store.hexists(tenant_key(tenant), "dev2")
+
+    # As auth does it: the tenant is gone from auth's answers, then the deletion is announced.
+    stub.tenants = [t for t in stub.tenants if t != tenant]
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(TENANCY_TOPIC, TenancyEvent(type="DELETE", tenant=tenant).to_bytes(), key=tenant)
+    assert producer.flush(10) == 0
+
+    assert dev.disconnected.wait(KICK_WITHIN_S * 4), "the deleted tenant's device is still connected"
+    assert not connect(c["username"], c["password"]).accepted
+    wait_until(lambda: not store.exists(tenant_key(tenant)), 10, "the tenant's stored passwords to go")
+    store.close()

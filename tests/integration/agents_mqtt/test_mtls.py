@@ -27,9 +27,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agents.mqtt.provisioning import Dynsec, Provisioner
 from agents.mqtt.revocation import CertificateRevoker, removal_handler
-from ondas.contracts import DeviceEvent
+from ondas.contracts import DeviceEvent, TenancyEvent
 from ondas.timestamps import now_ms
-from ondas.topics import device_events
+from ondas.topics import TENANCY_TOPIC, device_events
 from ondasctl import infra, pki
 from ondasctl.config import Config
 from tests.integration.agents_mqtt.conftest import (
@@ -317,6 +317,32 @@ def test_a_removed_device_is_kicked_and_its_certificates_refused(
     keeper.publish(json.dumps({"mark": mark}), f"{tenant}:dev2/attrs")
     assert reader.wait_for(lambda m: m["value"]["attrs"].get("mark") == mark)["key"] == "dev2"
     assert connect(keeper_cert).accepted
+    assert handshake_alert(cfg, ca, keeper_cert) == ""
+
+
+def test_a_deleted_tenant_loses_every_certificate_and_session(
+    magent, mosquitto, stub, tenant, tenant2, issue, connect, kafka_bootstrap
+):
+    cfg = mosquitto.cfg
+    ca = cfg.data_dir / "pki" / pki.CA_CERT
+    doomed, keeper_cert = issue(tenant2, "dev1"), issue(tenant, "dev1")
+    dev, keeper = connect(doomed), connect(keeper_cert)
+    assert dev.accepted and keeper.accepted
+
+    # As auth does it: the tenant is gone from auth's answers, then the deletion is announced.
+    stub.tenants = [t for t in stub.tenants if t != tenant2]
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(TENANCY_TOPIC, TenancyEvent(type="DELETE", tenant=tenant2).to_bytes(), key=tenant2)
+    assert producer.flush(10) == 0
+
+    wait_until(dev.disconnected.is_set, KICK_WITHIN_S * 4, "the deleted tenant's session to end")
+    assert connect(doomed).refused
+    assert handshake_alert(cfg, ca, doomed) != ""
+    records = {r.serial: r for r in pki.read_records(cfg.data_dir / "pki")}
+    assert all(r.revoked for r in records.values() if r.cn.startswith(f"{tenant2}:"))
+    assert not records[keeper_cert.serial].revoked
+    # The other tenant's device is untouched.
+    assert not keeper.disconnected.is_set()
     assert handshake_alert(cfg, ca, keeper_cert) == ""
 
 

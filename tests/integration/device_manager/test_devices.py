@@ -78,7 +78,7 @@ def test_update_add_and_remove_templates_emit_update_events(
     added = api.put(f"/device/{device}/template/{t2['id']}")["device"]
     assert added["templates"] == [t1["id"], t2["id"]]
     assert api.put(f"/device/{device}/template/{t2['id']}")["device"] == added  # already there: no change
-    api.put(f"/device/{device}/template/999", status=400)
+    assert api.put(f"/device/{device}/template/999", status=404)["message"] == "No such template: 999"
     api.put(f"/device/ffffff/template/{t2['id']}", status=404)
 
     # attrs in the body replace the overrides: the template's value is no override.
@@ -113,8 +113,12 @@ def test_overrides_follow_dojot_rules(api: Api) -> None:
         "templates": [t["id"]],
         "attrs": {
             tid: [
-                {"id": serial["id"], "static_value": "sn-1"},
-                {"id": temperature["id"], "metadata": [{"id": unit["id"], "static_value": "K"}]},
+                {"id": serial["id"], "label": "serial", "static_value": "sn-1"},
+                {
+                    "id": temperature["id"],
+                    "label": "temperature",
+                    "metadata": [{"id": unit["id"], "static_value": "K"}],
+                },
             ]
         },
     }
@@ -125,10 +129,13 @@ def test_overrides_follow_dojot_rules(api: Api) -> None:
     assert api.get(f"/template/{t['id']}") == t  # the template is untouched
 
     bad: list[tuple[Any, str]] = [
-        ({"999": [{"id": serial["id"], "static_value": "x"}]}, "Unknown template 999 in attr list"),
-        ({tid: [{"id": 123456, "static_value": "x"}]}, "Unknown attribute 123456 in override list"),
-        ({tid: [{"id": temperature["id"], "metadata": [{"id": 5555, "static_value": "x"}]}]}, "Unknown metadata"),
-        ({tid: [{"static_value": "x"}]}, "by id (or label)"),
+        ({"999": [{"id": serial["id"], "label": "serial", "static_value": "x"}]}, "Unknown template 999 in attr list"),
+        ({tid: [{"id": 123456, "label": "x", "static_value": "x"}]}, "Unknown attribute 123456 in override list"),
+        (
+            {tid: [{"id": temperature["id"], "label": "t", "metadata": [{"id": 5555, "static_value": "x"}]}]},
+            "Unknown metadata",
+        ),
+        ({tid: [{"label": "", "static_value": "x"}]}, "by id (or label)"),
     ]
     for overrides, fragment in bad:
         err = api.post("/device", {"label": "x", "templates": [t["id"]], "attrs": overrides}, status=400)

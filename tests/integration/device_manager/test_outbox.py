@@ -41,7 +41,7 @@ def test_failed_change_writes_no_event(client: FlaskClient, settings: Settings, 
     headers = tokens.headers(unique)
     template = create_template(client, headers)
     resp = client.post("/device", json={"label": "x", "templates": [template, 999]}, headers=headers)
-    assert resp.status_code == 400
+    assert resp.status_code == 404
     assert client.get("/device", headers=headers).get_json()["devices"] == []
     assert outbox_count(settings.db_url) == 0
 

@@ -11,7 +11,7 @@ import pytest
 from device_manager.models import DeviceSpec, TemplateSpec
 from device_manager.service import DeviceManager
 from device_manager.store_postgres import PostgresStore
-from ondas.errors import Invalid, Unavailable
+from ondas.errors import Invalid, NotFound, Unavailable
 from tests.integration.device_manager.helpers import outbox_count
 
 pytestmark = pytest.mark.integration
@@ -57,7 +57,7 @@ def test_a_failed_bulk_create_rolls_back_every_device_and_event(store: PostgresS
     counter = itertools.count()
     service = DeviceManager(store, clock=lambda: T0, new_id=lambda: f"{next(counter):06x}")
     template = service.create_template(unique, TemplateSpec.parse({"label": "t"}))
-    with pytest.raises(Invalid):
+    with pytest.raises(NotFound):
         service.create_devices(unique, DeviceSpec("d", (template.id, 404)), count=50)
     assert service.all_devices(unique) == []
     assert outbox_count(dm_db) == 0

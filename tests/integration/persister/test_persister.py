@@ -1,6 +1,7 @@
 """The persister's consume/write path against the real broker and the real MongoDB-compatible store.
 
-Auth's ``GET /admin/tenants`` is our own component's contract, so a tiny HTTP stub answers it."""
+Auth's ``GET /admin/tenants`` is our own component's contract, so a tiny HTTP stub answers it
+(tests/auth_stub.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pymongo
@@ -24,41 +24,12 @@ from ondas.tenant import tenant_database_name as database_name
 from ondas.topics import TENANCY_TOPIC, dead_letter, device_data, device_events
 from persister.app import Persister
 from persister.settings import PersisterSettings
+from tests.auth_stub import AuthStub
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 PREFIX = "ondas_history_"
-
-
-class AuthStub:
-    """Answers GET /admin/tenants with the current list."""
-
-    def __init__(self, tenants: list[str]) -> None:
-        self.tenants = tenants
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = json.dumps({"tenants": stub.tenants}).encode()
-                self.send_response(200 if self.path == "/admin/tenants" else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
 
 
 @dataclass
@@ -258,8 +229,29 @@ def test_actuations_are_history_but_not_the_latest_value(running, mongo, produce
     producer(device_events(tenant), configure, key="fan1")
     docs = wait_for(lambda: len(points(mongo, tenant)) == 2 and points(mongo, tenant), what="2 points")
     assert [(d["value"], d["metadata"]) for d in docs] == [(10, {}), (100, {"event": "configure"})]
+    assert [d["kind"] for d in docs] == ["reading", "command"]  # what history's kind filter reads
     wait_for(lambda: latest_value(mongo, tenant, "fan1", "fan") is not None, what="latest fan value")
     assert latest_value(mongo, tenant, "fan1", "fan") == 10
+
+
+def test_device_manager_events_record_the_known_devices(running, mongo, producer) -> None:
+    _run, _auth, tenant = running
+    devices = mongo[database_name(PREFIX, tenant)]["devices"]
+
+    def send(event: str, device_id: str, label: str | None = None) -> None:
+        body: dict[str, Any] = {"id": device_id}
+        if label is not None:
+            body.update(label=label, templates=[1], attrs={}, disabled=False)
+        producer(device_events(tenant), {"event": event, "meta": {"service": tenant}, "data": body}, key=device_id)
+
+    send("create", "a", "A")
+    send("create", "b", "B")
+    send("update", "a", "A2")
+    send("remove", "b")
+    send("create", "c", "C")
+    wait_for(lambda: devices.find_one({"_id": "c"}), what="the last device recorded")
+    assert {d["_id"]: d["label"] for d in devices.find()} == {"a": "A2", "c": "C"}
+    assert points(mongo, tenant) == []  # a known device without data: nothing in the history
 
 
 def test_removed_device_data_is_dropped_when_configured(kafka_bootstrap, mongo_url, mongo, producer, unique) -> None:
@@ -292,7 +284,7 @@ def test_removed_device_data_is_kept_by_default(running, mongo, producer, kafka_
     assert len(points(mongo, tenant, device_id="old")) == 1
 
 
-def test_deleted_tenant_data_is_dropped_but_a_recreated_tenant_keeps_its_own(running, mongo, producer) -> None:
+def test_deleted_tenant_data_is_dropped_and_a_recreated_tenant_keeps_only_its_own(running, mongo, producer) -> None:
     run, auth, tenant = running
     doomed, reborn = tenant + "_x", tenant + "_y"
     wait_for(lambda: run.persister.tracker.ready, what="tenancy consumer")
@@ -304,15 +296,18 @@ def test_deleted_tenant_data_is_dropped_but_a_recreated_tenant_keeps_its_own(run
         producer(device_data(t), data(t, "d", {"t": 1}, 1000), key="d")
     wait_for(lambda: points(mongo, doomed) and points(mongo, reborn), what="points of both tenants")
 
-    # reborn is deleted and created again before the persister hears of it: auth still lists it.
+    # reborn is deleted and created again before the persister hears of it: auth still lists it. What it
+    # stored before the deletion goes; what the new tenant sends (timed after the deletion) stays.
     auth.tenants.remove(doomed)
     for t in (doomed, reborn):
         producer(TENANCY_TOPIC, {"type": "DELETE", "tenant": t}, key=t)
     producer(TENANCY_TOPIC, {"type": "CREATE", "tenant": reborn}, key=reborn)
+    later = int(time.time() * 1000) + 1
+    producer(device_data(reborn), data(reborn, "d", {"t": 2}, later), key="d")
     wait_for(lambda: database_name(PREFIX, doomed) not in mongo.list_database_names(), what="tenant dropped")
     wait_for(lambda: device_data(reborn) in run.persister.loop.topics, what="re-subscribed")
-    assert device_data(doomed) not in run.persister.loop.topics
-    assert len(points(mongo, reborn)) == 1
+    wait_for(lambda: device_data(doomed) not in run.persister.loop.topics, what="unsubscribed")
+    wait_for(lambda: [p["value"] for p in points(mongo, reborn)] == [2], what="only the new tenant's point")
     assert points(mongo, tenant) == []  # untouched (no data, but the database name was never dropped by mistake)
 
 

@@ -1,8 +1,19 @@
 """Validation of auth's inputs, password hashing (with old scrypt hashes) and the service identity keys."""
 
+import re
+
 import pytest
 
-from auth.models import DEFAULT_PERMISSIONS, permission_spec, validate_email, validate_group_name, validate_username
+from auth.models import (
+    CATALOGUE,
+    DEFAULT_GRANTS,
+    DOJOT_PERMISSIONS,
+    RESERVED_PERMISSION_IDS,
+    permission_spec,
+    validate_email,
+    validate_group_name,
+    validate_username,
+)
 from auth.passwords import UNUSABLE, Hasher, PasswordPolicy, legacy_scrypt_hash
 from ondas.errors import Invalid
 from ondas.service_identity import (
@@ -57,7 +68,24 @@ def test_permission_spec_refuses(body):
 
 
 def test_default_profiles_are_admin_and_user():
-    assert set(DEFAULT_PERMISSIONS) == {"admin", "user"}
+    assert set(DEFAULT_GRANTS) == {"admin", "user"}
+    ids = {pid for pid, _ in CATALOGUE}
+    assert all(set(grants) <= ids for grants in DEFAULT_GRANTS.values())
+    assert DEFAULT_GRANTS["admin"] == (1,)  # dojot's all_all
+
+
+def test_the_catalogue_has_dojots_ids_and_valid_patterns():
+    assert [pid for pid, _ in DOJOT_PERMISSIONS] == list(range(1, 23))
+    assert dict(DOJOT_PERMISSIONS)[2].name == "all_template"
+    assert dict(DOJOT_PERMISSIONS)[4].name == "all_device"
+    assert dict(DOJOT_PERMISSIONS)[6].name == "all_flows"
+    assert len({pid for pid, _ in CATALOGUE}) == len({spec.name for _, spec in CATALOGUE}) == len(CATALOGUE)
+    assert all(pid in RESERVED_PERMISSION_IDS for pid, _ in CATALOGUE if pid > 22)
+    for _, spec in CATALOGUE:
+        assert permission_spec(
+            {"name": spec.name, "path": spec.path, "method": spec.method, "permission": spec.permission}
+        )
+        re.compile(spec.path)
 
 
 @pytest.mark.parametrize(

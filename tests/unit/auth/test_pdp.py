@@ -73,6 +73,11 @@ CASES = [
     ("deny wins", [perm("/(.*)", "(.*)"), perm("/auth/user(/.*)?", "(.*)", "deny")], "GET", "/auth/user/1", DENY),
     ("deny elsewhere", [perm("/(.*)", "(.*)"), perm("/auth/user(/.*)?", "(.*)", "deny")], "GET", "/device", PERMIT),
     ("broken pattern ignored", [perm("/(", "GET")], "GET", "/(", DENY),
+    ("sub-paths cover their collection", [perm("/template/(.*)", "(.*)")], "POST", "/template", PERMIT),
+    ("collection rule needs the exact prefix", [perm("/template/(.*)", "(.*)")], "GET", "/templates", DENY),
+    ("collection rule only for /(.*)", [perm("/template/[0-9]+", "GET")], "GET", "/template", DENY),
+    ("collection rule checks the method", [perm("/template/(.*)", "GET")], "POST", "/template", DENY),
+    ("collection deny", [perm("/(.*)", "(.*)"), perm("/auth/pap/(.*)", "(.*)", "deny")], "GET", "/auth/pap", DENY),
 ]
 
 

@@ -15,10 +15,13 @@ from device_manager.models import (
     Filter,
     Meta,
     MetaSpec,
+    MissingLabel,
     OverrideSpec,
     Page,
     PageRequest,
     Template,
+    TemplateNotFound,
+    TemplatesInUse,
     TemplateSpec,
     iso,
     parse_actuation,
@@ -105,8 +108,24 @@ def test_template_spec_rejects(body: dict[str, Any], fragment: str) -> None:
         ({"label": "d", "templates": [1, 2, 1]}, DeviceSpec("d", (1, 2))),
         ({"label": "d", "templates": [], "attrs": []}, DeviceSpec("d", (), overrides=())),
         (
-            {"label": "d", "templates": [1], "attrs": {"1": [{"id": 2, "static_value": "x"}]}},
+            {"label": "d", "templates": [1], "attrs": {"1": [{"id": 2, "label": "serial", "static_value": "x"}]}},
             DeviceSpec("d", (1,), overrides=(OverrideSpec(2, 1, "x"),)),
+        ),
+        (
+            {
+                "label": "d",
+                "templates": [1],
+                "attrs": [
+                    {
+                        "template_id": "1",
+                        "id": 2,
+                        "label": "serial",
+                        "static_value": "x",
+                        "metadata": [{"id": 3, "static_value": "y"}],
+                    }
+                ],
+            },
+            DeviceSpec("d", (1,), overrides=(OverrideSpec(2, 1, "x", ((3, "y"),)),)),
         ),
         (
             {
@@ -125,6 +144,7 @@ def test_template_spec_rejects(body: dict[str, Any], fragment: str) -> None:
         "int-ids-deduplicated",
         "empty-overrides",
         "dojot-overrides",
+        "dojot-list-overrides",
         "list-overrides",
         "explicit-id",
         "disabled",
@@ -145,8 +165,14 @@ def test_device_spec_parses(body: dict[str, Any], expected: DeviceSpec) -> None:
         ({"label": "d", "templates": [0]}, "template ids"),
         ({"label": "d", "templates": [1], "attrs": "x"}, "attrs must map template ids"),
         ({"label": "d", "templates": [1], "attrs": {"one": []}}, "Unknown template 'one' in attr list"),
-        ({"label": "d", "templates": [1], "attrs": {"1": [{"static_value": "x"}]}}, "by id (or label)"),
-        ({"label": "d", "templates": [1], "attrs": {"1": [{"id": "x"}]}}, "Unknown attribute 'x'"),
+        ({"label": "d", "templates": [1], "attrs": {"1": [{"static_value": "x"}]}}, "missing label attribute"),
+        ({"label": "d", "templates": [1], "attrs": [{"id": 2, "static_value": "x"}]}, "missing label attribute"),
+        ({"label": "d", "templates": [1], "attrs": {"1": [{"label": 3}]}}, "by id (or label)"),
+        ({"label": "d", "templates": [1], "attrs": {"1": [{"id": "x", "label": "a"}]}}, "Unknown attribute 'x'"),
+        (
+            {"label": "d", "templates": [1], "attrs": [{"template_id": "x", "id": 2, "label": "a"}]},
+            "Unknown template 'x' in attr list",
+        ),
         ({"label": "d", "templates": [1], "id": "g1"}, "hexadecimal"),
         ({"label": "d", "templates": [1], "id": "1234567"}, "hexadecimal"),
         (
@@ -168,8 +194,11 @@ def test_device_spec_parses(body: dict[str, Any], expected: DeviceSpec) -> None:
         "zero-id",
         "overrides-not-object",
         "overrides-bad-template",
-        "override-without-ref",
+        "override-without-label",
+        "list-override-without-label",
+        "override-label-not-string",
         "override-bad-id",
+        "list-override-bad-template",
         "bad-hex",
         "too-long",
         "disabled-string",
@@ -376,6 +405,39 @@ def test_template_metadata_parses() -> None:
         }
     )
     assert spec.attrs[0].metadata == (MetaSpec("unit", "meta", "string", "C"),)
+
+
+def test_metadata_take_any_type_attributes_do_not() -> None:
+    metadata = [
+        {"label": "path", "type": "lwm2m", "value_type": "string", "static_value": "/3303/0/5700"},
+        {"label": "map", "type": "mapping", "value_type": "string"},
+        {"label": "unit", "type": "x" * 32, "value_type": "string"},
+    ]
+    body = {"label": "t", "attrs": [{"label": "a", "type": "dynamic", "value_type": "float", "metadata": metadata}]}
+    assert [m.type for m in TemplateSpec.parse(body).attrs[0].metadata] == ["lwm2m", "mapping", "x" * 32]
+    for bad in ("", "  ", 7, None, "x" * 33):
+        wrong = {**body, "attrs": [{**body["attrs"][0], "metadata": [{**metadata[0], "type": bad}]}]}
+        with pytest.raises(Invalid) as err:
+            TemplateSpec.parse(wrong)
+        assert "attrs[0].metadata[0].type must be a non-empty string" in err.value.message
+    with pytest.raises(Invalid) as err:
+        TemplateSpec.parse({"label": "t", "attrs": [{"label": "a", "type": "lwm2m", "value_type": "float"}]})
+    assert "attrs[0].type must be one of dynamic, static, actuator, meta" in err.value.message
+
+
+def test_dojot_error_bodies() -> None:
+    assert TemplateNotFound(999).to_dict() == {"error": "not_found", "message": "No such template: 999", "status": 404}
+    assert TemplatesInUse(["aa"], 1).to_dict() == {
+        "error": "invalid",
+        "message": "Templates cannot be removed as they are being used by devices",
+        "status": 400,
+        "details": {"devices": ["aa"], "device_count": 1},
+    }
+    assert MissingLabel("attrs[0]").to_dict() == {
+        "error": "invalid",
+        "message": ["missing label attribute"],
+        "status": 400,
+    }
 
 
 def test_split_attrs_are_accepted() -> None:

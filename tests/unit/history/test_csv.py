@@ -36,3 +36,12 @@ def test_values_of_every_json_type_round_trip_through_a_csv_reader() -> None:
 
 def test_no_rows_is_an_empty_body() -> None:
     assert to_csv([]) == ""
+
+
+def test_consistent_shape_adds_the_kind_column() -> None:
+    rows = [Entry("d", "fan", 100, 0, {"event": "configure"}, "command"), Entry("d", "fan", 10, 0)]
+    assert to_csv(rows, with_kind=True).splitlines() == [
+        '"attr","value","device_id","ts","kind","metadata.event"',
+        '"fan",100,"d","1970-01-01T00:00:00.000000Z","command","configure"',
+        '"fan",10,"d","1970-01-01T00:00:00.000000Z","reading",',
+    ]

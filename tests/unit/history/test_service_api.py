@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from history.app import create_history_app
-from history.models import SHAPE_CONSISTENT, AttrNotFound, DeviceNotFound, Entry, HistoryQuery
+from history.models import KIND_COMMAND, KIND_READING, SHAPE_CONSISTENT, Cursor, DeviceNotFound, Entry, HistoryQuery
 from history.service import HistoryService
 from history.settings import HistorySettings
 from ondas.settings import CommonSettings
@@ -18,23 +18,34 @@ pytestmark = pytest.mark.unit
 
 
 class FakeStore:
-    def __init__(self, data: dict[str, list[Entry]]) -> None:
+    def __init__(self, data: dict[str, list[Entry]], devices: dict[str, set[str]] | None = None) -> None:
         self.data = data  # tenant -> entries
+        self.devices = devices or {}  # tenant -> devices recorded from device-manager events
         self.calls: list[dict[str, Any]] = []
 
-    def attrs(self, tenant: str, device_id: str) -> list[str]:
-        return sorted({e.attr for e in self.data.get(tenant, []) if e.device_id == device_id})
+    def device_exists(self, tenant: str, device_id: str) -> bool:
+        recorded = device_id in self.devices.get(tenant, set())
+        return recorded or any(e.device_id == device_id for e in self.data.get(tenant, []))
+
+    def attrs(self, tenant: str, device_id: str, kind: str | None = None) -> list[str]:
+        mine = [e for e in self.data.get(tenant, []) if e.device_id == device_id]
+        return sorted({e.attr for e in mine if kind is None or e.kind == kind})
 
     def entries(self, tenant: str, device_id: str, attr: str, **kw: Any) -> list[Entry]:
         self.calls.append({"attr": attr, **kw})
         found = [e for e in self.data.get(tenant, []) if e.device_id == device_id and e.attr == attr]
+        found = [e for e in found if kw.get("kind") is None or e.kind == kw["kind"]]
+        lo, hi = kw["date_from_ms"], kw["date_to_ms"]
+        found = [e for e in found if (lo is None or e.ts_ms >= lo) and (hi is None or e.ts_ms <= hi)]
         found.sort(key=lambda e: e.ts_ms, reverse=kw["newest_first"])
-        return found[: kw["limit"]]
+        return found[: kw["limit"]] if kw["limit"] else found
 
     def latest(self, tenant: str, device_id: str) -> list[Entry]:
         newest: dict[str, Entry] = {}
         for e in self.data.get(tenant, []):
-            if e.device_id == device_id and (e.attr not in newest or e.ts_ms > newest[e.attr].ts_ms):
+            if e.kind != KIND_READING or e.device_id != device_id:
+                continue
+            if e.attr not in newest or e.ts_ms > newest[e.attr].ts_ms:
                 newest[e.attr] = e
         return list(newest.values())
 
@@ -45,8 +56,8 @@ class FakeStore:
 ENTRIES = [Entry("d1", "temperature", 20 + i, 1_000 * i) for i in range(5)] + [Entry("d1", "pressure", 1013, 500)]
 
 
-def service() -> HistoryService:
-    return HistoryService(FakeStore({"acme": ENTRIES}), max_results=100)
+def service(max_results: int = 100, data: list[Entry] = ENTRIES) -> HistoryService:
+    return HistoryService(FakeStore({"acme": data}, {"acme": {"empty"}}), max_results=max_results)
 
 
 def test_one_attr_is_a_list_newest_first() -> None:
@@ -69,13 +80,21 @@ def test_no_attr_is_a_dict_of_every_attr() -> None:
     assert sorted(out) == ["pressure", "temperature"]
 
 
-def test_unknown_device_and_attr_are_404s() -> None:
-    with pytest.raises(DeviceNotFound):
-        service().history("acme", "nope", HistoryQuery())
-    with pytest.raises(DeviceNotFound):
-        service().history("other", "d1", HistoryQuery(attrs=("temperature",)))
-    with pytest.raises(AttrNotFound):
-        service().history("acme", "d1", HistoryQuery(attrs=("humidity",)))
+def test_only_an_unknown_device_is_a_404() -> None:
+    for shape in ("dojot", SHAPE_CONSISTENT):
+        with pytest.raises(DeviceNotFound):
+            service().history("acme", "nope", HistoryQuery(shape=shape))
+        with pytest.raises(DeviceNotFound):
+            service().history("other", "d1", HistoryQuery(attrs=("temperature",), shape=shape))
+    svc = service()
+    assert svc.history("acme", "d1", HistoryQuery(attrs=("humidity",))) == []
+    assert svc.history("acme", "d1", HistoryQuery(attrs=("humidity", "wind"))) == {"humidity": [], "wind": []}
+    # A device the persister recorded (a device-manager create event) and without any data yet.
+    assert svc.history("acme", "empty", HistoryQuery()) == {}
+    assert svc.history("acme", "empty", HistoryQuery(attrs=("t",))) == []
+    assert svc.history("acme", "empty", HistoryQuery(attrs=("t", "h"))) == {"t": [], "h": []}
+    assert svc.history("acme", "empty", HistoryQuery(attrs=("t",), shape=SHAPE_CONSISTENT)) == {"t": []}
+    assert svc.latest("acme", "empty") == {}
 
 
 @pytest.fixture
@@ -121,11 +140,9 @@ def test_404_bodies_carry_dojots_title(client: FlaskClient, tokens: Any) -> None
     assert resp.status_code == 404
     assert resp.json is not None
     assert resp.json["title"] == "Device not found"
-    assert resp.json["description"] == "No data for the given device could be found"
+    assert resp.json["description"] == "No device with the given id exists in this tenant"
     resp = client.get(f"{URL}?attr=humidity", headers=tokens.headers("acme"))
-    assert resp.status_code == 404
-    assert resp.json is not None
-    assert resp.json["title"] == "Attr not found"
+    assert (resp.status_code, resp.json) == (200, [])
 
 
 def test_ok(client: FlaskClient, tokens: Any) -> None:
@@ -137,13 +154,103 @@ def test_ok(client: FlaskClient, tokens: Any) -> None:
     ]
 
 
-def test_consistent_shape_is_always_an_object_and_never_404() -> None:
+def test_consistent_shape_is_always_an_object_with_kinds() -> None:
     svc = service()
     one = svc.history("acme", "d1", HistoryQuery(attrs=("temperature",), last_n=1, shape=SHAPE_CONSISTENT))
-    assert one == {"temperature": [Entry("d1", "temperature", 24, 4_000).to_json()]}
-    assert svc.history("acme", "nope", HistoryQuery(shape=SHAPE_CONSISTENT)) == {}
-    assert svc.history("acme", "nope", HistoryQuery(attrs=("t",), shape=SHAPE_CONSISTENT)) == {"t": []}
+    assert one == {"temperature": [{**Entry("d1", "temperature", 24, 4_000).to_json(), "kind": "reading"}]}
     assert svc.history("acme", "d1", HistoryQuery(attrs=("humidity",), shape=SHAPE_CONSISTENT)) == {"humidity": []}
+
+
+FAN = [
+    Entry("d1", "fan", 10, 1_000),
+    Entry("d1", "fan", 100, 2_000, {"event": "configure"}, KIND_COMMAND),
+    Entry("d1", "fan", 20, 3_000),
+    Entry("d1", "fan", 0, 4_000, {"event": "configure"}, KIND_COMMAND),
+]
+
+
+def test_kind_filters_readings_or_commands() -> None:
+    svc = service(data=FAN)
+    last = HistoryQuery(attrs=("fan",), last_n=1)
+    assert [e["value"] for e in svc.history("acme", "d1", last)] == [0]
+    reported = HistoryQuery(attrs=("fan",), last_n=1, kind="reading")
+    assert [e["value"] for e in svc.history("acme", "d1", reported)] == [20]
+    commands = svc.history("acme", "d1", HistoryQuery(attrs=("fan",), kind="command", shape=SHAPE_CONSISTENT))
+    assert commands == {
+        "fan": [
+            {"device_id": "d1", "ts": "1970-01-01T00:00:04.000000Z", "metadata": {"event": "configure"},
+             "value": 0, "attr": "fan", "kind": "command"},
+            {"device_id": "d1", "ts": "1970-01-01T00:00:02.000000Z", "metadata": {"event": "configure"},
+             "value": 100, "attr": "fan", "kind": "command"},
+        ]
+    }  # fmt: skip
+
+
+def _paged(svc: HistoryService, query: HistoryQuery, attr: str = "t") -> list[int]:
+    """Follow the cursors the way a client follows the Link header; the values in the order served."""
+    seen: list[int] = []
+    for _ in range(100):
+        page = svc.page("acme", "d", query)
+        seen += [e.value for e in page.entries.get(attr, [])]
+        if page.next is None:
+            assert not page.truncated
+            return seen
+        assert page.truncated
+        cur = page.next
+        counts = {k: (None if v is None else v - cur.delivered) for k, v in
+                  {"last_n": query.last_n, "first_n": query.first_n, "h_limit": query.h_limit}.items()}  # fmt: skip
+        date = {"date_to_ms": cur.ms} if cur.param == "dateTo" else {"date_from_ms": cur.ms}
+        query = HistoryQuery(**{**query.__dict__, **counts, **date})
+    raise AssertionError("no end")
+
+
+def test_paging_never_splits_an_instant_and_loses_nothing() -> None:
+    # 3 entries at each of 10 instants: pages of at most 4 end between instants.
+    data = [Entry("d", "t", 10 * ts + i, ts) for ts in range(10) for i in range(3)]
+    svc = service(max_results=4, data=data)
+    first = svc.page("acme", "d", HistoryQuery(attrs=("t",)))
+    assert (first.truncated, first.next) == (True, Cursor("dateTo", 8))
+    assert [e.value for e in first.entries["t"]] == [90, 91, 92]
+    served = _paged(svc, HistoryQuery(attrs=("t",)))
+    assert sorted(served) == sorted(e.value for e in data)
+    assert len(served) == len(set(served))
+    oldest = _paged(svc, HistoryQuery(attrs=("t",), first_n=1000))
+    assert oldest == sorted(oldest, key=lambda v: v // 10)
+    assert sorted(oldest) == sorted(e.value for e in data)
+    assert len(_paged(svc, HistoryQuery(attrs=("t",), last_n=17))) == 17
+
+
+def test_paging_takes_an_instant_whole_when_it_holds_more_than_the_cap() -> None:
+    data = [Entry("d", "t", i, 5) for i in range(7)] + [Entry("d", "t", 100, 4)]
+    svc = service(max_results=3, data=data)
+    page = svc.page("acme", "d", HistoryQuery(attrs=("t",)))
+    assert sorted(e.value for e in page.entries["t"]) == list(range(7))
+    assert page.next == Cursor("dateTo", 4)
+    assert sorted(_paged(svc, HistoryQuery(attrs=("t",)))) == [*range(7), 100]
+    # The window ends at that instant: the whole of it and nothing left.
+    page = svc.page("acme", "d", HistoryQuery(attrs=("t",), date_from_ms=5))
+    assert (len(page.entries["t"]), page.truncated, page.next) == (7, False, None)
+
+
+def test_several_attributes_stop_at_one_instant() -> None:
+    data = [Entry("d", "t", ts, ts) for ts in range(10)] + [Entry("d", "h", -ts, ts) for ts in range(0, 10, 2)]
+    svc = service(max_results=3, data=data)
+    page = svc.page("acme", "d", HistoryQuery())
+    assert page.next == Cursor("dateTo", 6)
+    assert {a: [e.ts_ms for e in es] for a, es in page.entries.items()} == {"h": [8], "t": [9, 8, 7]}
+    assert sorted(_paged(svc, HistoryQuery(), "h")) == sorted(-ts for ts in range(0, 10, 2))
+    # A count above the cap over several attributes: cut, but no single next page can continue it exactly.
+    counted = svc.page("acme", "d", HistoryQuery(last_n=50))
+    assert (counted.truncated, counted.next, len(counted.entries["t"])) == (True, None, 3)
+
+
+def test_no_signal_when_the_client_count_is_what_bounds() -> None:
+    data = [Entry("d", "t", ts, ts) for ts in range(10)]
+    svc = service(max_results=3, data=data)
+    for query in (HistoryQuery(attrs=("t",), last_n=3), HistoryQuery(attrs=("t",), h_limit=2)):
+        page = svc.page("acme", "d", query)
+        assert (page.truncated, page.next) == (False, None)
+    assert svc.page("acme", "d", HistoryQuery(attrs=("t",), date_from_ms=7)).truncated is False
 
 
 def test_latest_is_the_newest_value_per_attribute() -> None:
@@ -153,6 +260,7 @@ def test_latest_is_the_newest_value_per_attribute() -> None:
     assert list(svc.latest("acme", "d1", ("temperature", "humidity"))) == ["temperature"]
     with pytest.raises(DeviceNotFound):
         svc.latest("other", "d1")
+    assert service(data=FAN).latest("acme", "d1")["fan"].value == 20  # the reading, not the command
 
 
 def test_csv_when_accept_asks_for_it(client: FlaskClient, tokens: Any) -> None:

@@ -78,5 +78,8 @@ def test_point_document_has_ms_precision_datetime() -> None:
     assert doc["ts"] == to_datetime(1521726427050)
     assert doc["ts"].isoformat() == "2018-03-22T13:47:07.050000+00:00"
     assert doc["_id"] == point_id("d", "a", 1521726427050, 1)
-    assert set(doc) == {"_id", "device_id", "attr", "value", "ts", "metadata"}
+    assert set(doc) == {"_id", "device_id", "attr", "value", "ts", "metadata", "kind"}
+    assert doc["kind"] == "reading"
+    command = point_document(Point("d", "fan", 1, 0, {"event": "configure"}, "configure"))
+    assert command["kind"] == "command"
     assert latest_id("d", "a") == '["d","a"]'

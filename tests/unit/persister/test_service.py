@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from ondas.errors import Unavailable
-from persister.models import Point, WriteResult
+from persister.models import KnownDevice, Point, WriteResult
 from persister.service import PersisterService
 
 pytestmark = pytest.mark.unit
@@ -29,6 +29,7 @@ class FakeMessage:
 class FakeStore:
     def __init__(self, fail: Exception | None = None) -> None:
         self.stored: dict[str, dict[str, Point]] = {}
+        self.devices: dict[str, dict[str, KnownDevice]] = {}
         self.writes: list[tuple[str, int]] = []
         self.fail = fail
 
@@ -47,7 +48,16 @@ class FakeStore:
         for k in gone:
             del db[k]
         self.writes.append((tenant, -len(gone)))
+        self.devices.get(tenant, {}).pop(device_id, None)
         return len(gone)
+
+    def record_devices(self, tenant: str, changes: Mapping[str, KnownDevice | None]) -> None:
+        known = self.devices.setdefault(tenant, {})
+        for device_id, device in changes.items():
+            if device is None:
+                known.pop(device_id, None)
+            else:
+                known[device_id] = device
 
     def ping(self) -> bool:
         return True
@@ -179,3 +189,39 @@ def test_device_removal_drops_data_written_before_it_in_the_batch_only() -> None
     assert sorted(p.device_id for p in store.stored["a"].values()) == ["d2", "d3"]
     # What came before the removal was written first, then deleted with the rest of d1's data.
     assert store.writes[1:] == [("a", 1), ("a", -2), ("a", 1)]
+
+
+def test_created_and_updated_devices_are_recorded_and_removed_ones_forgotten() -> None:
+    store, dlq = FakeStore(), FakeDeadLetter()
+    service = PersisterService(store, dlq)
+    service.handle(
+        [
+            event("a", "create", {"id": "d1", "label": "one", "templates": [], "attrs": {}}, ts=None),
+            event("a", "create", {"id": "d2", "label": "two", "templates": [], "attrs": {}}, ts=None),
+            event("a", "update", {"id": "d1", "label": "uno", "templates": [], "attrs": {}}, ts=None),
+            event("a", "remove", {"id": "d2"}, ts=None),
+            event("a", "create", {"id": "d3", "templates": [], "attrs": {}}, ts=None),
+        ]
+    )
+    assert dlq.sent == []
+    assert store.devices["a"] == {"d1": KnownDevice("d1", "uno"), "d3": KnownDevice("d3", None)}
+    assert store.stored.get("a", {}) == {}
+
+
+def test_a_device_created_again_after_its_removal_in_one_batch_is_known() -> None:
+    store, dlq = FakeStore(), FakeDeadLetter()
+    service = PersisterService(store, dlq, drop_removed_devices=True)
+    create = event("a", "create", {"id": "d1", "label": "x", "templates": [], "attrs": {}}, ts=None)
+    service.handle([create, msg("a", "d1", {"t": 1}), event("a", "remove", {"id": "d1"}, ts=None)])
+    assert store.devices["a"] == {}
+    assert store.stored["a"] == {}
+    service.handle([event("a", "remove", {"id": "d1"}, ts=None), create])
+    assert store.devices["a"] == {"d1": KnownDevice("d1", "x")}
+
+
+def test_a_create_event_of_another_tenant_is_dead_lettered() -> None:
+    store, dlq = FakeStore(), FakeDeadLetter()
+    bad = event("b", "create", {"id": "d1", "templates": [], "attrs": {}}, topic_tenant="a")
+    PersisterService(store, dlq).handle([bad])
+    assert [reason for _msg, reason in dlq.sent] == ["meta.service 'b' does not match the topic's tenant 'a'"]
+    assert store.devices == {}
