@@ -21,7 +21,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from auth import pdp
 from auth.models import permission_spec
-from auth.service import AuthService, Caller
+from auth.service import AuthService, Caller, LoginThrottled
 from ondas.authn import bearer_token
 from ondas.errors import Forbidden, Invalid, OndasError, Unauthenticated
 from ondas.web import json_body
@@ -63,7 +63,21 @@ def login() -> Response:
     unknown = set(body) - {"username", "passwd", "service"}
     if unknown:
         raise Invalid(f"unknown fields {sorted(unknown)}; send username, passwd and optionally service")
-    return jsonify({"jwt": _svc().login(body.get("username"), body.get("passwd"), body.get("service"))})
+    try:
+        token = _svc().login(
+            body.get("username"),
+            body.get("passwd"),
+            body.get("service"),
+            peer=request.remote_addr,
+            forwarded_for=request.headers.get("X-Forwarded-For"),
+            real_ip=request.headers.get("X-Real-IP"),
+        )
+    except LoginThrottled as exc:
+        resp = jsonify(exc.to_dict())
+        resp.status_code = exc.status
+        resp.headers["Retry-After"] = str(exc.retry_after)
+        return resp
+    return jsonify({"jwt": token})
 
 
 @bp.post("/revoke")
@@ -323,6 +337,7 @@ def gateway_decision() -> tuple[Response, int]:
             raise Forbidden("the gateway did not name the original request (X-Original-Method, X-Original-URI)")
         try:
             norm_method, norm_path = pdp.normalize_method(method), pdp.normalize_path(uri)
+            pdp.refuse_control_characters(norm_path)
         except Invalid as exc:
             raise Forbidden(f"refused: {exc.message}") from exc
         if _svc().decide(caller, norm_method, norm_path) != pdp.PERMIT:
@@ -330,7 +345,7 @@ def gateway_decision() -> tuple[Response, int]:
     except OndasError as exc:
         refusal = exc if isinstance(exc, Unauthenticated | Forbidden) else Forbidden(exc.message)
         resp = jsonify(refusal.to_dict())
-        resp.headers["X-Ondas-Reason"] = refusal.message.replace('"', "'")
+        resp.headers["X-Ondas-Reason"] = pdp.header_safe(refusal.message)
         return resp, refusal.status
     resp = jsonify({"decision": pdp.PERMIT})
     resp.headers["X-Ondas-Tenant"] = caller.tenant
@@ -348,6 +363,14 @@ def pdp_decision() -> Response:
 
 
 # -- internal (platform services only; not routed by the gateway) ------------------------------------------------
+@bp.get("/admin/service-identity")
+def service_identity() -> Response:
+    """Who the caller is: ``{"service": "<name>"}`` for a valid ``Authorization: Service <name>:<key>`` (401
+    otherwise). Services that serve internal routes forward their caller's header here, since only auth holds
+    the master secret the keys derive from (ondas.service_identity.ServiceIdentityVerifier)."""
+    return jsonify({"service": _svc().check_service(request.headers.get("Authorization"))})
+
+
 @bp.get("/admin/tenants")
 def list_tenants() -> Response:
     _svc().check_service(request.headers.get("Authorization"))

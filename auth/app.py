@@ -7,9 +7,9 @@ from pathlib import Path
 from flask import Flask
 
 from auth.api import bp
-from auth.cache_redis import RedisAuthCache
+from auth.cache_redis import RedisAuthCache, derive_cache_key
 from auth.passwords import Hasher, PasswordPolicy
-from auth.service import AuthConfig, AuthService
+from auth.service import AuthConfig, AuthService, LoginThrottle, parse_networks
 from auth.settings import Settings
 from auth.store_postgres import PostgresAuthStore
 from ondas.health import Health
@@ -29,6 +29,24 @@ def _config(settings: Settings) -> AuthConfig:
         service_master_secret=settings.service_master_secret,
         reset_ttl_seconds=settings.passwd_reset_minutes * 60,
         policy=PasswordPolicy(min_length=settings.passwd_min_len, history=settings.passwd_history_len),
+        throttle=_throttle(settings),
+    )
+
+
+def _throttle(settings: Settings) -> LoginThrottle:
+    if settings.login_backoff_seconds <= 0 or settings.login_backoff_max_seconds < settings.login_backoff_seconds:
+        raise SettingsError("AUTH_LOGIN_BACKOFF_SECONDS must be > 0 and at most AUTH_LOGIN_BACKOFF_MAX_SECONDS")
+    try:
+        proxies = parse_networks(settings.trusted_proxies)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
+    return LoginThrottle(
+        user_failures=settings.login_user_failures,
+        address_failures=settings.login_address_failures,
+        window_seconds=settings.login_window_seconds,
+        backoff_seconds=settings.login_backoff_seconds,
+        backoff_max_seconds=settings.login_backoff_max_seconds,
+        trusted_proxies=proxies,
     )
 
 
@@ -44,7 +62,13 @@ def _service(settings: Settings, store: PostgresAuthStore, cache: RedisAuthCache
 
 
 def _cache(settings: Settings) -> RedisAuthCache:
-    return RedisAuthCache(settings.redis_url, decision_ttl=settings.cache_ttl_seconds, prefix=settings.cache_prefix)
+    # Its values are signed with a key derived from the service master secret (see auth.cache_redis).
+    return RedisAuthCache(
+        settings.redis_url,
+        decision_ttl=settings.cache_ttl_seconds,
+        prefix=settings.cache_prefix,
+        key=derive_cache_key(settings.service_master_secret),
+    )
 
 
 def build(settings: Settings) -> Flask:

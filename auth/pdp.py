@@ -23,6 +23,28 @@ DENY = "deny"
 METHOD_RE = re.compile(r"^[A-Z]{1,16}$")
 MAX_PATH = 4096
 _ANY_BELOW = "/(.*)"
+# 0x00-0x1f and 0x7f, raw or percent-escaped: never part of a path any service routes.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_UNSAFE_HEADER = re.compile(r"[^\x20-\x7e]|[\\%]")
+MAX_REASON = 300
+
+
+def refuse_control_characters(path: str) -> None:
+    """The gateway's question only (``/pdp/gateway``): a normalised path with a control character (0x00-0x1f,
+    0x7f, percent-escaped in the request) is never one a service routes; refused rather than decided."""
+    if _CONTROL.search(path):
+        raise Invalid("control characters in the path")
+
+
+def header_safe(text: str) -> str:
+    """``text`` fit for a response header (X-Ondas-Reason, which the gateway also puts in a JSON string): printable
+    ASCII only: double quotes become single ones; control and non-ASCII characters, backslashes and ``%`` are
+    percent-escaped (UTF-8); at most MAX_REASON characters. Request data that reaches a refusal's reason can never
+    split or break the header, nor the JSON string the gateway makes of it."""
+    out = _UNSAFE_HEADER.sub(
+        lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "replace")), text.replace('"', "'")
+    )
+    return out if len(out) <= MAX_REASON else out[: MAX_REASON - 3] + "..."
 
 
 def normalize_method(method: object) -> str:

@@ -13,10 +13,12 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Any
 
 import jwt
 from confluent_kafka import KafkaException
+from prometheus_client import Counter
 
 from auth import pdp
 from auth.cache_redis import GONE, RedisAuthCache
@@ -36,7 +38,7 @@ from auth.passwords import UNUSABLE, Hasher, PasswordPolicy
 from auth.store_postgres import PostgresAuthStore
 from ondas.authn import ALGORITHM, decode, principal_from_claims
 from ondas.contracts import TenancyEvent
-from ondas.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from ondas.errors import Conflict, Forbidden, Invalid, NotFound, OndasError, Unauthenticated
 from ondas.kafka import Producer, delete_tenant_topics, ensure_topics
 from ondas.service_identity import parse_service_authorization, verify_service_key
 from ondas.tenant import validate_tenant
@@ -51,9 +53,93 @@ _NO_GROUP = "no group found with this id or name"
 _NO_PERMISSION = "no permission found with this id"
 
 
-#: Password hashes checked per login, whatever the number of accounts with that name (see ``login``). A name held
-#: in more tenants than this needs ``service`` unless the password matches one of the first accounts.
-LOGIN_HASH_CHECKS = 3
+#: Password hashes checked per login that is not throttled, whatever exists (see ``login``): the account's, or a
+#: dummy hash when there is no single account to check.
+LOGIN_HASH_CHECKS = 1
+_WRONG_LOGIN = 'wrong username or password (a username that exists in several tenants needs "service")'
+
+LOGIN_THROTTLED = Counter(
+    "auth_login_throttled_total", "Login attempts refused (429) before any password check", ["reason"]
+)
+LOGIN_FAILURES = Counter("auth_login_failures_total", "Login attempts whose password was checked and refused")
+for _reason in ("user", "address"):
+    LOGIN_THROTTLED.labels(_reason)
+
+
+class LoginThrottled(OndasError):
+    """Too many failed logins of this user or from this address: 429 with ``Retry-After``."""
+
+    status = 429
+    kind = "rate_limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed logins: try again in {retry_after} s", retry_after=retry_after)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class LoginThrottle:
+    """Limits of failed logins, per (tenant, username) and per client address (see ``AuthService.login``)."""
+
+    user_failures: int = 5
+    address_failures: int = 20
+    window_seconds: int = 900
+    backoff_seconds: float = 1.0
+    backoff_max_seconds: float = 900.0
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = (ip_network("127.0.0.1/32"), ip_network("::1/128"))
+
+
+def parse_networks(spec: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """``AUTH_TRUSTED_PROXIES``: comma-separated addresses or CIDRs; ``none`` for no proxy at all."""
+    if spec.strip().lower() == "none":
+        return ()
+    try:
+        return tuple(ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip())
+    except ValueError as exc:
+        raise Invalid(f"AUTH_TRUSTED_PROXIES: {exc}") from exc
+
+
+def client_address(
+    peer: str | None,
+    forwarded_for: str | None,
+    real_ip: str | None,
+    trusted: tuple[IPv4Network | IPv6Network, ...],
+) -> str:
+    """The client's address for throttling: the direct peer, unless the peer is a trusted proxy; then the
+    right-most address of ``X-Forwarded-For`` that is not a trusted proxy (each proxy appends the address it saw,
+    so entries further left are whatever the client sent), or ``X-Real-IP`` when there is no ``X-Forwarded-For``.
+    IPv6 addresses count by their /64 (one host usually holds a whole /64)."""
+
+    def parsed(raw: str | None) -> IPv4Address | IPv6Address | None:
+        try:
+            addr = ip_address((raw or "").strip())
+        except ValueError:
+            return None
+        if isinstance(addr, IPv6Address) and addr.ipv4_mapped is not None:
+            return addr.ipv4_mapped
+        return addr
+
+    def is_trusted(addr: IPv4Address | IPv6Address) -> bool:
+        return any(addr.version == net.version and addr in net for net in trusted)
+
+    addr = parsed(peer)
+    if addr is None:
+        return "unknown"
+    if is_trusted(addr):
+        hops = [h for h in (forwarded_for or "").split(",") if h.strip()]
+        if hops:
+            for hop in reversed(hops):
+                hop_addr = parsed(hop)
+                if hop_addr is None:
+                    break
+                addr = hop_addr
+                if not is_trusted(addr):
+                    break
+        else:
+            addr = parsed(real_ip) or addr
+    if isinstance(addr, IPv6Address):
+        return str(ip_network(f"{addr}/64", strict=False))
+    return str(addr)
 
 
 @dataclass(frozen=True)
@@ -77,6 +163,7 @@ class AuthConfig:
     service_master_secret: str = ""
     reset_ttl_seconds: int = 1800
     policy: PasswordPolicy = field(default_factory=PasswordPolicy)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
 
 class AuthService:
@@ -138,7 +225,27 @@ class AuthService:
         return name
 
     # -- tokens ----------------------------------------------------------------------------------------------
-    def login(self, username: object, password: object, tenant: object = None) -> str:
+    def login(
+        self,
+        username: object,
+        password: object,
+        tenant: object = None,
+        peer: str | None = None,
+        forwarded_for: str | None = None,
+        real_ip: str | None = None,
+    ) -> str:
+        """A token for ``username`` (in ``tenant`` when given), or 401 (one answer for every wrong case), 429.
+
+        Throttling, before any password hash is computed: per (``tenant`` as sent, or none, and ``username``)
+        and per client address (see :func:`client_address`), in Redis. A failure counts in both; from the limit
+        on, each failure refuses further attempts for a backoff that doubles; a success resets the user's
+        counters (not the address's).
+
+        Without ``tenant``: the management tenant's user of that name if there is one (tenant administrators
+        cannot create users there, so no one but the platform's administrators can make it ambiguous); otherwise
+        the one user of that name in the only tenant that has one. A name in several tenants (none of them the
+        management tenant) is refused exactly like a wrong password, whatever the password.
+        """
         if not isinstance(username, str) or not username or not isinstance(password, str) or not password:
             raise Invalid('send {"username": "...", "passwd": "..."} (and optionally "service": "<tenant>")')
         if len(password) > 1024 or len(username) > 200:
@@ -147,24 +254,60 @@ class AuthService:
             if not isinstance(tenant, str):
                 raise Invalid('"service" must be a tenant name')
             validate_tenant(tenant)
-            found = None if username.isdigit() else self._store.user(tenant, username)  # names, never ids
-            candidates = [found] if found else []
-        else:
-            candidates = self._store.users_named(username)
-        # Always the same number of hash checks (padded with a dummy hash), so the time a login takes tells
-        # nothing about how many tenants have an account of that name, or whether any has.
-        checked = candidates[:LOGIN_HASH_CHECKS]
-        hashes = [u.password_hash for u in checked] + [self._dummy_hash] * (LOGIN_HASH_CHECKS - len(checked))
-        results = [self._hasher.verify(password, h) for h in hashes]
-        matched = [u for u, ok in zip(checked, results, strict=False) if ok]
-        if len(matched) != 1:
-            raise Unauthenticated(
-                'wrong username or password (a username that exists in several tenants needs "service")'
-            )
-        user = matched[0]
+        limits = self._cfg.throttle
+        user_key = self._cache.login_user_key(tenant or "", username)
+        address_key = self._cache.login_address_key(
+            client_address(peer, forwarded_for, real_ip, limits.trusted_proxies)
+        )
+        now_ms = int(time.time() * 1000)
+        reason, wait_ms = self._cache.login_begin(
+            user_key, address_key, limits.user_failures, limits.address_failures, now_ms
+        )
+        if reason is not None:
+            LOGIN_THROTTLED.labels(reason).inc()
+            raise LoginThrottled(max(1, -(-wait_ms // 1000)))
+        finished = False
+        try:
+            user = self._login_user(username, password, tenant)
+            if user is None:
+                self._cache.login_failed(
+                    user_key,
+                    address_key,
+                    limits.user_failures,
+                    limits.address_failures,
+                    int(time.time() * 1000),
+                    int(limits.backoff_seconds * 1000),
+                    int(limits.backoff_max_seconds * 1000),
+                    limits.window_seconds * 1000,
+                )
+                finished = True
+                LOGIN_FAILURES.inc()
+                raise Unauthenticated(_WRONG_LOGIN)
+            forget = {user_key, self._cache.login_user_key(user.service, username)}
+            forget.add(self._cache.login_user_key("", username))
+            self._cache.login_done(user_key, address_key, sorted(forget))
+            finished = True
+        finally:
+            if not finished:
+                self._cache.login_done(user_key, address_key, [])
         if self._hasher.needs_rehash(user.password_hash):
             self._store.rehash(user.id, user.password_hash, self._hasher.hash(password))
         return self._issue(user)
+
+    def _login_user(self, username: str, password: str, tenant: str | None) -> User | None:
+        """The one account the login names whose password matches, or None. Exactly one hash is checked (a dummy
+        one when there is no single account), so the time tells nothing about which accounts exist."""
+        if tenant is not None:
+            target = None if username.isdigit() else self._store.user(tenant, username)  # names, never ids
+        else:
+            candidates = self._store.users_named(username)
+            managed = [u for u in candidates if u.service == self._cfg.management_tenant]
+            if managed:
+                target = managed[0]
+            else:
+                target = candidates[0] if len(candidates) == 1 else None
+        ok = self._hasher.verify(password, target.password_hash if target is not None else self._dummy_hash)
+        return target if ok and target is not None else None
 
     def _issue(self, user: User) -> str:
         now = int(time.time())
@@ -202,6 +345,7 @@ class AuthService:
         revoked = state.revoked
         if revoked is None:
             revoked = self._store.is_revoked(jti)
+            self._cache.remember_revocation(principal.tenant, jti, revoked, exp)
             if not state.revocations_loaded and state.generation is not None:
                 self._cache.load_revocations(self._store.active_revocations(), int(time.time()))
         if revoked:
@@ -210,7 +354,7 @@ class AuthService:
         if current is None:
             user = self._store.user_by_id(user_id)
             current = user.token_version if user is not None and user.service == principal.tenant else GONE
-            self._cache.set_version(user_id, current, only_if_absent=True)
+            self._cache.set_version(principal.tenant, user_id, current, only_if_absent=True)
         if current == GONE:
             raise Unauthenticated("the token's user no longer exists")
         if current != version:
@@ -248,7 +392,7 @@ class AuthService:
             self._require_tenant_admin(caller, "revoke other users' tokens")
         version = self._store.bump_token_version(target.id)
         if version is not None:
-            self._cache.set_version(target.id, version)
+            self._cache.set_version(caller.tenant, target.id, version)
         return {"message": f"every token of user {target.username!r} revoked"}
 
     def _revoke_jti(self, jti: str, tenant: str, exp: int) -> None:
@@ -256,7 +400,7 @@ class AuthService:
         if exp <= now:
             return
         self._store.add_revocation(jti, tenant, exp)
-        self._cache.revoke(jti, exp - now)
+        self._cache.revoke(tenant, jti, exp - now)
         log.info("token revoked", extra={"tenant": tenant, "jti": jti})
 
     def _require_tenant_admin(self, caller: Caller, what: str) -> None:
@@ -334,7 +478,7 @@ class AuthService:
         if user_ids is None:
             raise NotFound(f"no tenant {tenant!r}")
         for uid in user_ids:
-            self._cache.set_version(uid, GONE)
+            self._cache.set_version(tenant, uid, GONE)
         self._changed(tenant)
         self._publish("DELETE", tenant)
         topics: list[str] = []
@@ -424,7 +568,7 @@ class AuthService:
             raise Invalid("you cannot change your own profile")
         updated = self._store.update_user(tenant, user.id, name, email, profile)
         if updated.token_version != user.token_version:
-            self._cache.set_version(user.id, updated.token_version)
+            self._cache.set_version(tenant, user.id, updated.token_version)
         self._changed(tenant)
         return updated
 
@@ -434,7 +578,7 @@ class AuthService:
             raise Invalid("you cannot delete yourself")
         if not self._store.delete_user(tenant, user.id):
             raise NotFound(_NO_USER)
-        self._cache.set_version(user.id, GONE)
+        self._cache.set_version(tenant, user.id, GONE)
         self._changed(tenant)
         log.info("user deleted", extra={"tenant": tenant, "username": user.username})
 
@@ -448,7 +592,9 @@ class AuthService:
         version = self._store.set_password(user_id, self._hasher.hash(new), keep=max(self.policy.history - 1, 0))
         if version is None:
             raise NotFound(_NO_USER)
-        self._cache.set_version(user_id, version)
+        owner = self._store.user_by_id(user_id)  # the tenant is part of the cache key
+        if owner is not None:
+            self._cache.set_version(owner.service, user_id, version)
 
     def change_password(self, caller: Caller, body: dict[str, Any]) -> None:
         old, new = body.get("oldpasswd"), body.get("newpasswd")
@@ -525,7 +671,7 @@ class AuthService:
         )
         if name != group.name:
             for u in self._store.group_users(group.id):
-                self._cache.set_version(u.id, u.token_version)
+                self._cache.set_version(tenant, u.id, u.token_version)
         self._changed(tenant)
         return updated
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ondas.settings import CommonSettings, env_int, env_str
+from ondas.settings import CommonSettings, env_float, env_int, env_str
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,17 @@ class Settings:
     passwd_reset_minutes: int
     argon2_time_cost: int
     argon2_memory_kib: int
+    # Login throttling (see AuthService.login and docs/api/auth.yaml). Defaults: after 5 failed logins of one
+    # (tenant, username), or 20 from one client address, each further failure refuses logins for 1 s, doubling up
+    # to 15 minutes; failures are forgotten 15 minutes after the last backoff ends.
+    login_user_failures: int = 5
+    login_address_failures: int = 20
+    login_window_seconds: int = 900
+    login_backoff_seconds: float = 1.0
+    login_backoff_max_seconds: float = 900.0
+    # Peers whose X-Forwarded-For (or, without it, X-Real-IP) names the client: the gateway. Loopback by default
+    # (the local gateway of `make up`); a deployment sets the gateway's addresses (CIDRs, comma-separated).
+    trusted_proxies: str = "127.0.0.1/32,::1/128"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -45,4 +56,10 @@ class Settings:
             passwd_reset_minutes=env_int("AUTH_PASSWD_RESET_MINUTES", 30),
             argon2_time_cost=env_int("AUTH_ARGON2_TIME_COST", 2),
             argon2_memory_kib=env_int("AUTH_ARGON2_MEMORY_KIB", 19456),
+            login_user_failures=env_int("AUTH_LOGIN_USER_FAILURES", 5, minimum=1),
+            login_address_failures=env_int("AUTH_LOGIN_ADDRESS_FAILURES", 20, minimum=1),
+            login_window_seconds=env_int("AUTH_LOGIN_WINDOW_SECONDS", 900, minimum=1),
+            login_backoff_seconds=env_float("AUTH_LOGIN_BACKOFF_SECONDS", 1.0),
+            login_backoff_max_seconds=env_float("AUTH_LOGIN_BACKOFF_MAX_SECONDS", 900.0),
+            trusted_proxies=env_str("AUTH_TRUSTED_PROXIES", "127.0.0.1/32,::1/128"),
         )

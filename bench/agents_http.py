@@ -37,7 +37,7 @@ from ondas.topics import device_data, device_events
 from ondasctl.ports import free_port
 from tests.integration.agents_http.conftest import basic, launch_http_agent
 from tests.integration.agents_mqtt.conftest import Stub, device
-from tests.servers import Servers
+from tests.servers import DEVICE_CREDENTIALS_KEY, Servers
 
 ROOT = Path(__file__).resolve().parents[1]
 PATH = "/http-agent/v1/incoming-messages"
@@ -106,7 +106,7 @@ def main() -> None:
         ensure_topics(bootstrap, [device_data(tenant), device_events(tenant)])
         stub.tenants = [tenant]
         stub.devices[tenant] = [device(d) for d in ids]
-        store = CredentialStore.from_url(redis_url)
+        store = CredentialStore.from_url(redis_url, integrity_key=DEVICE_CREDENTIALS_KEY)
         passwords = {d: uuid.uuid4().hex for d in ids}
         for d, pw in passwords.items():
             store.set_password(tenant, d, pw)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from device_manager import transfer
 from device_manager.models import (
@@ -13,6 +13,7 @@ from device_manager.models import (
     PageRequest,
     TemplateNotFound,
     TemplateSpec,
+    iso,
     lookup_id,
     parse_actuation,
     parse_attr_format,
@@ -22,7 +23,7 @@ from device_manager.models import (
 from device_manager.service import DeviceManager
 from ondas.errors import Invalid, NotFound
 from ondas.tenant import validate_tenant
-from ondas.web import int_arg, json_body, principal
+from ondas.web import int_arg, json_body, principal, service_caller
 
 
 def _page() -> PageRequest:
@@ -176,18 +177,57 @@ def blueprint(service: DeviceManager) -> Blueprint:
     @bp.post("/import")
     def import_configuration() -> dict[str, Any]:
         tenant = principal().tenant
-        config = transfer.parse_configuration(json_body(), service.now())
+        dry_run = parse_bool(request.args.get("dry_run"), "dry_run")
+        raw = request.get_data(cache=True)
+        transfer.check_body(raw)
+        try:
+            document = json_body()
+        except Invalid as exc:
+            raise transfer.InvalidImport([transfer.body_problem(raw, exc.message)]) from exc
+        config = transfer.parse_configuration(document, service.now())
+        if dry_run:
+            changes = service.import_changes(tenant, config)
+            return {
+                "result": "ok",
+                "message": "dry run: the document is valid; nothing was changed",
+                "dry_run": True,
+                "templates": len(config.templates),
+                "devices": len(config.devices),
+                "changes": changes.to_dict(),
+            }
         templates, devices = service.import_configuration(tenant, config)
         return {"result": "ok", "message": "configuration imported", "templates": templates, "devices": devices}
 
-    # -- internal (not routed by the gateway; no caller token) ---------------------------------------------
+    @bp.get("/import/previous")
+    def previous_import() -> Response:
+        created, document = service.previous_import(principal().tenant)
+        response = jsonify(document)
+        response.headers["X-Ondas-Backup-Created"] = iso(created)
+        return response
+
+    @bp.post("/import/undo")
+    def undo_import() -> dict[str, Any]:
+        tenant = principal().tenant
+        templates, devices = service.undo_import(tenant, lambda doc: transfer.parse_configuration(doc, service.now()))
+        return {
+            "result": "ok",
+            "message": "previous configuration restored",
+            "templates": templates,
+            "devices": devices,
+        }
+
+    # -- internal (not routed by the gateway): platform services only, by service identity ---------------
     @bp.get("/internal/tenants/<tenant>/devices")
     def internal_devices(tenant: str) -> dict[str, Any]:
+        """Every device of ``tenant``, for ``Authorization: Service <name>:<key>`` only (401 otherwise)."""
+        service_caller()
         return {"devices": [d.to_dict() for d in service.all_devices(validate_tenant(tenant))]}
 
     @bp.get("/internal/tenants/<tenant>/devices/<device_id>")
     def internal_device(tenant: str, device_id: str) -> dict[str, Any]:
-        """One device (404 when it does not exist): agents look up a device their cache has not seen yet."""
+        """One device (404 when it does not exist): agents look up a device their cache has not seen yet. For
+        ``Authorization: Service <name>:<key>`` only (401 otherwise)."""
+        service_caller()
         return service.get_device(validate_tenant(tenant), _device_id(device_id)).to_dict()
 
     return bp

@@ -13,7 +13,7 @@ from device_manager.service import DeviceManager
 from device_manager.settings import Settings
 from device_manager.store_postgres import PostgresStore
 from ondas import kafka
-from ondas.authn import load_public_key
+from ondas.authn import TokenCheck, load_public_key
 from ondas.health import Health
 from ondas.tenancy import TenantPurge
 from ondas.web import create_app
@@ -34,8 +34,14 @@ def build_api(settings: Settings) -> Flask:
     health = Health(SERVICE)
     health.add_check("postgres", store.ping)
     key_file = settings.common.jwt_public_key_file
+
+    def public_key() -> str:
+        return load_public_key(key_file)
+
+    # Every caller checked as the gateway checks it (the gateway routes the device manager's paths unchanged).
+    token_check = TokenCheck.from_settings(settings.common, public_key)
     # Bodies up to 16 MiB: an /import carries a whole tenant configuration.
-    app = create_app(SERVICE, health, public_key=lambda: load_public_key(key_file), max_body_bytes=16 << 20)
+    app = create_app(SERVICE, health, public_key=public_key, max_body_bytes=16 << 20, token_check=token_check)
     app.register_blueprint(api.blueprint(DeviceManager(store)))
     app.extensions["device_manager_store"] = store
     return app

@@ -37,6 +37,7 @@ from ondas.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from ondas.timestamps import now_ms
 
 ID_ATTEMPTS = 20
+BACKUPS_KEPT = 5  # import backups kept per tenant
 SAMPLE = 10
 
 
@@ -87,6 +88,14 @@ class Tx(Protocol):
         """Queue (key, payload) messages for the outbox relay; published only if this transaction commits."""
         ...
 
+    def save_backup(self, document: dict[str, Any], keep: int) -> None:
+        """Store ``document`` (an export) as the tenant's newest import backup; only the newest ``keep`` stay."""
+        ...
+
+    def latest_backup(self) -> tuple[datetime, dict[str, Any]] | None:
+        """The tenant's newest import backup (created, document), or None."""
+        ...
+
 
 class Store(Protocol):
     def transaction(self, tenant: str) -> AbstractContextManager[Tx]: ...
@@ -112,6 +121,31 @@ class Configuration:
 
     templates: list[Template]
     devices: list[Device]
+
+    def to_document(self) -> dict[str, Any]:
+        """The document ``/export`` returns (and ``/import`` reads)."""
+        return {
+            "templates": [t.to_dict("single") for t in self.templates],
+            "devices": [d.to_dict() for d in self.devices],
+        }
+
+
+@dataclass(frozen=True)
+class ImportChanges:
+    """What an import changes: ids removed (only before), added (only after) and kept (in both)."""
+
+    templates: tuple[int, int, int]
+    devices: tuple[int, int, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        def counts(c: tuple[int, int, int]) -> dict[str, int]:
+            return {"removed": c[0], "added": c[1], "kept": c[2]}
+
+        return {"templates": counts(self.templates), "devices": counts(self.devices)}
+
+
+def _changes(before: set[Any], after: set[Any]) -> tuple[int, int, int]:
+    return len(before - after), len(after - before), len(before & after)
 
 
 def _utcnow() -> datetime:
@@ -375,24 +409,59 @@ class DeviceManager:
 
     def import_configuration(self, tenant: str, config: Configuration) -> tuple[int, int]:
         """Replace all of the tenant's templates and devices, in one transaction. Devices that existed only
-        before get ``remove`` events, devices in both get ``update``, new ones ``create``."""
+        before get ``remove`` events, devices in both get ``update``, new ones ``create``. The configuration
+        replaced is kept as the tenant's newest import backup (see :meth:`undo_import`)."""
         with self._store.transaction(tenant) as tx:
-            before = set(tx.list_device_ids(Filter(), None))
-            after = {d.id for d in config.devices}
-            tx.delete_devices(None)
-            old_templates, _ = tx.list_templates(Filter(), None)
-            tx.delete_templates([t.id for t in old_templates])
-            tx.insert_templates(config.templates)
-            if tx.insert_devices(config.devices):
-                raise Conflict("the configuration holds a device id twice")
-            tx.raise_ids("template", max((t.id for t in config.templates), default=0))
-            attr_ids = [a.id for t in config.templates for a in t.attrs]
-            attr_ids += [m.id for t in config.templates for a in t.attrs for m in a.metadata]
-            tx.raise_ids("attr", max(attr_ids, default=0))
-            self._emit_removed(tx, sorted(before - after))
-            self._emit(tx, "update", [d for d in config.devices if d.id in before])
-            self._emit(tx, "create", [d for d in config.devices if d.id not in before])
+            self._replace(tx, config)
         return len(config.templates), len(config.devices)
+
+    def import_changes(self, tenant: str, config: Configuration) -> ImportChanges:
+        """What :meth:`import_configuration` would change (a dry run: nothing is written)."""
+        with self._store.transaction(tenant) as tx:
+            templates, _ = tx.list_templates(Filter(), None)
+            devices = set(tx.list_device_ids(Filter(), None))
+        return ImportChanges(
+            _changes({t.id for t in templates}, {t.id for t in config.templates}),
+            _changes(devices, {d.id for d in config.devices}),
+        )
+
+    def previous_import(self, tenant: str) -> tuple[datetime, dict[str, Any]]:
+        """The configuration the last import (or undo) replaced: (when, the export document); 404 when none."""
+        with self._store.transaction(tenant) as tx:
+            found = tx.latest_backup()
+        if found is None:
+            raise NotFound("there is no previous configuration: nothing was imported yet")
+        return found
+
+    def undo_import(self, tenant: str, parse: Callable[[dict[str, Any]], Configuration]) -> tuple[int, int]:
+        """Restore the configuration the last import replaced, in one transaction and with the events of an
+        import; what it replaces becomes the newest backup, so an undo can be undone. 404 when none."""
+        with self._store.transaction(tenant) as tx:
+            found = tx.latest_backup()
+            if found is None:
+                raise NotFound("there is no previous configuration to restore: nothing was imported yet")
+            config = parse(found[1])
+            self._replace(tx, config)
+        return len(config.templates), len(config.devices)
+
+    def _replace(self, tx: Tx, config: Configuration) -> None:
+        old_templates, _ = tx.list_templates(Filter(), None)
+        old_devices, _ = tx.list_devices(Filter(), None)
+        tx.save_backup(Configuration(old_templates, old_devices).to_document(), BACKUPS_KEPT)
+        before = {d.id for d in old_devices}
+        after = {d.id for d in config.devices}
+        tx.delete_devices(None)
+        tx.delete_templates([t.id for t in old_templates])
+        tx.insert_templates(config.templates)
+        if tx.insert_devices(config.devices):
+            raise Conflict("the configuration holds a device id twice")
+        tx.raise_ids("template", max((t.id for t in config.templates), default=0))
+        attr_ids = [a.id for t in config.templates for a in t.attrs]
+        attr_ids += [m.id for t in config.templates for a in t.attrs for m in a.metadata]
+        tx.raise_ids("attr", max(attr_ids, default=0))
+        self._emit_removed(tx, sorted(before - after))
+        self._emit(tx, "update", [d for d in config.devices if d.id in before])
+        self._emit(tx, "create", [d for d in config.devices if d.id not in before])
 
 
 # -- rules ---------------------------------------------------------------------------------------------------

@@ -81,6 +81,11 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS outbox (
         seq bigserial PRIMARY KEY, tenant text NOT NULL, topic text NOT NULL, key text NOT NULL,
         payload bytea NOT NULL, created timestamptz NOT NULL DEFAULT now())""",
+    # The configurations imports replaced (the export document), newest last; a few kept per tenant.
+    """CREATE TABLE IF NOT EXISTS import_backups (
+        seq bigserial PRIMARY KEY, tenant text NOT NULL, created timestamptz NOT NULL DEFAULT now(),
+        document jsonb NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS import_backups_by_tenant ON import_backups (tenant, seq)",
 )
 
 
@@ -145,6 +150,7 @@ class PostgresStore:
                 args,
             ).rowcount
             counts["events"] = conn.execute("DELETE FROM outbox WHERE tenant = %s AND created < %s", args).rowcount
+            conn.execute("DELETE FROM import_backups WHERE tenant = %s AND created < %s", args)
             conn.execute(
                 """DELETE FROM id_counters WHERE tenant = %s
                    AND NOT EXISTS (SELECT 1 FROM templates WHERE tenant = %s)
@@ -617,6 +623,26 @@ class PostgresTx:
             for r in rows
             if all(t in templates for t in links[r[0]])
         ]
+
+    # -- import backups ------------------------------------------------------------------------------------
+    def save_backup(self, document: dict[str, Any], keep: int) -> None:
+        """Store ``document`` as the tenant's newest import backup; only the newest ``keep`` stay."""
+        self._conn.execute(
+            "INSERT INTO import_backups (tenant, created, document) VALUES (%s, now(), %s)",
+            (self.tenant, Jsonb(document)),
+        )
+        self._conn.execute(
+            """DELETE FROM import_backups WHERE tenant = %s AND seq NOT IN
+               (SELECT seq FROM import_backups WHERE tenant = %s ORDER BY seq DESC LIMIT %s)""",
+            (self.tenant, self.tenant, keep),
+        )
+
+    def latest_backup(self) -> tuple[dt.datetime, dict[str, Any]] | None:
+        row = self._conn.execute(
+            "SELECT created, document FROM import_backups WHERE tenant = %s ORDER BY seq DESC LIMIT 1",
+            (self.tenant,),
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
 
     # -- outbox --------------------------------------------------------------------------------------------
     def add_events(self, topic: str, events: list[tuple[str, bytes]]) -> None:

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Flask
 
 from history.api import bp
 from history.service import HistoryService, HistoryStore
 from history.settings import HistorySettings
 from history.store_mongo import MongoHistoryStore
-from ondas.authn import load_public_key
+from ondas.authn import TokenCheck, load_public_key
 from ondas.health import Health
 from ondas.web import create_app
+
+# gateway/kong.yml: route "history-latest" (``~/device/[^/]+/latest$``, not stripped) and route "history"
+# (``/history``, stripped). A request on history's own port is checked as the gateway sees it: the latest values
+# under the path dojot's clients use, everything else under ``/history``.
+_LATEST = re.compile(r"/device/[^/]+/latest")
+
+
+def gateway_path(path: str) -> str:
+    """The path through the gateway of history's own ``path`` (what auth's permissions are written for)."""
+    return path if _LATEST.fullmatch(path) else "/history" + path
 
 
 def create_history_app(settings: HistorySettings, store: HistoryStore | None = None) -> Flask:
@@ -21,7 +33,12 @@ def create_history_app(settings: HistorySettings, store: HistoryStore | None = N
     health.add_check("mongo", store.ping)
     key_file = settings.common.jwt_public_key_file
     load_public_key(key_file)  # fail at start, not on the first request, when the key is missing
-    app = create_app("history", health, public_key=lambda: load_public_key(key_file))
+
+    def public_key() -> str:
+        return load_public_key(key_file)
+
+    token_check = TokenCheck.from_settings(settings.common, public_key, gateway_path=gateway_path)
+    app = create_app("history", health, public_key=public_key, token_check=token_check)
     app.extensions["history_service"] = HistoryService(store, settings.max_results)
     app.register_blueprint(bp)
     return app

@@ -65,6 +65,18 @@ class CommonSettings:
     bind_host: str
     # The tenant whose administrators run the platform (process-wide operations such as a log level).
     management_tenant: str = "admin"
+    # How services check callers (ondas.authn.TokenCheck): "full" asks auth about every token and route (what the
+    # gateway asks) and verifies service identities on internal routes; "signature" checks token signatures only
+    # and leaves internal routes open, for tests without auth. ``from_env`` (every real process) defaults to
+    # "full"; this default only serves code that builds settings by hand (tests).
+    authz: str = "signature"
+    # Seconds a verdict of auth on (tenant, token id, method, path) is reused: a revocation, deleted user or
+    # password change takes effect on direct calls at most this much later. 0 asks auth on every request.
+    authz_cache_seconds: float = 5.0
+    # Seconds auth's answer about a service identity is reused.
+    service_identity_cache_seconds: float = 60.0
+    # Timeout of each question to auth; past it the request is refused with 503.
+    auth_timeout_seconds: float = 3.0
 
     @classmethod
     def from_env(cls) -> CommonSettings:
@@ -75,6 +87,10 @@ class CommonSettings:
             log_level=env_str("ONDAS_LOG_LEVEL", "INFO"),
             bind_host=env_str("ONDAS_BIND_HOST", "127.0.0.1"),
             management_tenant=env_str("ONDAS_MANAGEMENT_TENANT", "admin"),
+            authz=env_choice("ONDAS_AUTHZ", ("full", "signature"), "full"),
+            authz_cache_seconds=max(env_float("ONDAS_AUTHZ_CACHE_SECONDS", 5.0), 0.0),
+            service_identity_cache_seconds=max(env_float("ONDAS_SERVICE_IDENTITY_CACHE_SECONDS", 60.0), 0.0),
+            auth_timeout_seconds=max(env_float("ONDAS_AUTH_TIMEOUT_SECONDS", 3.0), 0.1),
         )
 
 

@@ -59,7 +59,7 @@ def summary(cfg: Config) -> dict[str, Any]:
         "kafka_bootstrap": cfg.kafka_bootstrap,
         "postgres": cfg.postgres_url("postgres").split("@")[-1],
         "mongo_url": cfg.mongo_url,
-        "redis_url": cfg.redis_url,
+        "redis_url": cfg.redis_display_url,
         "admin_user": cfg.admin_user,
         "admin_password_is_default": cfg.admin_password == DEFAULT_ADMIN_PASSWORD,
         "data_dir": str(cfg.data_dir),

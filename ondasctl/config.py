@@ -63,6 +63,24 @@ EXTERNAL = {
 }
 
 
+# Generated secrets (files under <data dir>/secrets, mode 0600): the embedded Redis's password, and the root the
+# agents derive the key that binds each stored device password hash to its tenant and device.
+REDIS_SECRET = "redis"  # noqa: S105  (a file name)
+DEVICE_CREDENTIALS_SECRET = "device-credentials"  # noqa: S105  (a file name)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user part (``scheme://user:password@host``) replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hostpart}"
+
+
 @dataclass
 class Config:
     data_dir: Path
@@ -103,7 +121,21 @@ class Config:
         path = self.data_dir / "secrets" / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path.write_text(secrets.token_urlsafe(nbytes))
+            # Written with mode 0600 from the start (never readable by others, not even for a moment), then linked
+            # into place whole: a concurrent reader sees no file or the whole secret, and the first writer wins.
+            tmp = path.with_name(f".{name}.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(nbytes))
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # made meanwhile by another process: use theirs
+            except OSError:  # a file system without hard links
+                if not path.exists():
+                    os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
             path.chmod(0o600)
         return path.read_text().strip()
 
@@ -115,8 +147,19 @@ class Config:
         return f"postgresql://ondas:{self.secret('postgres')}@{self.host}:{self.ports['postgres']}/{database}"
 
     @property
+    def redis_password(self) -> str:
+        """The password of the embedded Redis (``requirepass``), generated once into the data directory."""
+        return self.secret(REDIS_SECRET, 24)
+
+    @property
     def redis_url(self) -> str:
-        return self.external.get("redis") or f"redis://{self.host}:{self.ports['redis']}/0"
+        """The URL services connect with: the external one as given, or the embedded Redis with its password."""
+        return self.external.get("redis") or f"redis://:{self.redis_password}@{self.host}:{self.ports['redis']}/0"
+
+    @property
+    def redis_display_url(self) -> str:
+        """:attr:`redis_url` without its password, for what ``make up`` and ``make status`` print."""
+        return redact_url(self.redis_url)
 
     @property
     def mongo_url(self) -> str:

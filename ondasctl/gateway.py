@@ -16,6 +16,12 @@ differs from Kong:
   the whole limit, so the request after the limit, sent within the window, gets the error code (429) and a
   JSON body. Kong counts in fixed windows and nginx drains a bucket steadily (one request every window/limit):
   both let the limit through at once and refuse the next one.
+
+Every route (and the catch-all 404) first refuses control characters (0x00-0x1f, 0x7f) percent-escaped in the
+URI or in the header values the gateway and the services read: 400 before the PDP is asked. Every error nginx
+makes itself (GATEWAY_ERRORS: 400, 404, 405, 408, 413, 414, 429, 431, 500, 502, 503, 504) is answered as JSON
+in the services' error shape (``{"error", "message"}``, ondas/errors.py), through ``error_page`` to internal
+locations; a service's own error answers pass unchanged.
 """
 
 from __future__ import annotations
@@ -237,6 +243,7 @@ def _location(route: Route) -> str:
         lines.append(f"    location {route.path} {{")
     host = "$http_host" if route.preserve_host else route.host_header
     lines += [
+        _REFUSE_CONTROL,
         f"        proxy_set_header Host {host};",
         '        proxy_set_header Connection "";',
         "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
@@ -264,6 +271,11 @@ def _location(route: Route) -> str:
             f"        error_page {rl.error_code} = @ondas_limited_{_ident(route.name)};",
         ]
     lines.append(_rewrite(route))
+    own = {401, 403} if route.protected else set()
+    if route.rate_limit:
+        own.add(route.rate_limit.error_code)
+    if own:  # a location with an error_page of its own inherits none of the server's
+        lines += [f"        error_page {code} {_error_uri(code)};" for code in GATEWAY_ERRORS if code not in own]
     lines += [f"        proxy_pass http://{up};", "    }"]
     return "\n".join(line for line in lines if line)
 
@@ -295,6 +307,82 @@ def _limited_location(route: Route) -> str:
         add_header Retry-After {retry} always;
         return {rl.error_code} {body};
     }}"""
+
+
+# The answers the gateway makes itself (nginx: a request it cannot parse, no route, a body over the limit, an
+# upstream that is down or slow...), as JSON in the services' error shape (ondas/errors.py: error, message).
+GATEWAY_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("invalid", "the gateway could not read the request"),
+    404: ("not_found", "no route of the gateway matches this path"),
+    405: ("method_not_allowed", "the method is not allowed for this path"),
+    408: ("timeout", "the request was not received in time"),
+    413: ("payload_too_large", "the request body is larger than the gateway accepts (2 MiB)"),
+    414: ("uri_too_long", "the request URI is too long"),
+    429: ("rate_limited", "API rate limit exceeded"),
+    431: ("headers_too_large", "the request headers are too large"),
+    500: ("internal", "the gateway failed; see its error log"),
+    502: ("bad_gateway", "the service behind this route did not answer"),
+    503: ("unavailable", "the service behind this route is unavailable"),
+    504: ("gateway_timeout", "the service behind this route did not answer in time"),
+}
+CONTROL_MESSAGE = "control characters in the path, query string or a header"
+# Percent-escapes of 0x00-0x1f and 0x7f in the raw URI (raw control characters never get past nginx's parser).
+_CONTROL_URI_RE = "%(0[0-9a-fA-F]|1[0-9a-fA-F]|7[fF])"
+# Header values checked for 0x00-0x08, 0x0a-0x1f and 0x7f (nginx itself refuses NUL, CR and LF in any header;
+# a horizontal tab is allowed in a header value). nginx cannot list every header: these are the ones the gateway
+# or a service reads.
+_CHECKED_HEADERS = (
+    "authorization",
+    "x_request_id",
+    "content_type",
+    "accept",
+    "user_agent",
+    "host",
+    "cookie",
+    "origin",
+    "referer",
+    "x_forwarded_for",
+)
+
+
+def _error_uri(code: int) -> str:
+    # A URI, not a named location: nginx cannot redirect a request it could not parse to a named one.
+    return f"/_ondas_error_{code}"
+
+
+# In every location (not the server: its rewrites run again for the error URIs): before the PDP and any service.
+_REFUSE_CONTROL = "        if ($ondas_control) { return 400; }"
+
+
+def _error_locations() -> str:
+    blocks = []
+    for code, (kind, message) in GATEWAY_ERRORS.items():
+        if code == 400:
+            body = _json_literal({"error": kind, "message": "MESSAGE"}).replace("MESSAGE", "$ondas_400_message")
+        else:
+            body = _json_literal({"error": kind, "message": message})
+        blocks.append(
+            f"""    location = {_error_uri(code)} {{
+        internal;
+        default_type application/json;
+        return {code} {body};
+    }}"""
+        )
+    return "\n\n".join(blocks)
+
+
+def _control_maps() -> str:
+    headers = "|".join(f"$http_{h}" for h in _CHECKED_HEADERS)
+    ok, bad = _quote(GATEWAY_ERRORS[400][1]), _quote(CONTROL_MESSAGE)
+    raw = "[\\x00-\\x1f\\x7f]"
+    return "\n".join(
+        [
+            f'    map $request_uri $ondas_control_uri {{ default ""; "~{_CONTROL_URI_RE}" 1; "~{raw}" 1; }}',
+            f'    map "{headers}" $ondas_control_header {{ default ""; "~[\\x00-\\x08\\x0a-\\x1f\\x7f]" 1; }}',
+            '    map "$ondas_control_uri$ondas_control_header" $ondas_control { default 1; "" ""; }',
+            f'    map $ondas_control $ondas_400_message {{ default {bad}; "" {ok}; }}',
+        ]
+    )
 
 
 def render_nginx(
@@ -342,7 +430,7 @@ def render_nginx(
     )
     forbidden = _json_literal({"error": "forbidden", "message": "REASON"}).replace("REASON", "$ondas_reason")
     refusals = _REFUSALS.format(unauthenticated=unauthenticated, forbidden=forbidden) if pdp_urls else ""
-    no_route = _json_literal({"error": "not_found", "message": "no route of the gateway matches this path"})
+    error_pages = "\n".join(f"    error_page {code} {_error_uri(code)};" for code in GATEWAY_ERRORS)
     return f"""# Generated by ondasctl from {kong_file.name}; do not edit.
 {user}worker_processes 1;
 pid {prefix}/nginx.pid;
@@ -365,6 +453,7 @@ http {{
 
     map $http_x_request_id $ondas_request_id {{ default $http_x_request_id; "" $request_id; }}
     geo $dollar {{ default "$"; }}
+{_control_maps()}
 {zones}
 
 {upstream_blocks}
@@ -372,6 +461,9 @@ http {{
     server {{
     listen {listen};
     proxy_http_version 1.1;
+{error_pages}
+
+{_error_locations()}
 
     location = /gateway/health {{
         default_type application/json;
@@ -387,8 +479,8 @@ http {{
 {locations}
 
     location / {{
-        default_type application/json;
-        return 404 {no_route};
+{_REFUSE_CONTROL}
+        return 404;
     }}
     }}
 }}

@@ -166,18 +166,32 @@ def create_databases(cfg: Config, names: list[str]) -> None:
 
 # -- Redis -------------------------------------------------------------------------------------------------
 def redis_spec(cfg: Config) -> ProcSpec:
+    """The embedded Redis, with a password (``requirepass``, generated once: ``cfg.redis_password``). The password is
+    in a config file of mode 0600 in its data directory, never on the command line (``ps`` shows that)."""
     port = cfg.ports["redis"]
     d = cfg.data_dir / "redis"
+    conf = d / "redis.conf"
+
+    def prepare() -> None:
+        d.mkdir(parents=True, exist_ok=True)
+        conf.touch(mode=0o600)
+        conf.chmod(0o600)
+        conf.write_text(f"requirepass {cfg.redis_password}\n")
 
     def ready() -> bool:
         import redis
 
-        return bool(redis.Redis(host=cfg.host, port=port, socket_timeout=1).ping())
+        client = redis.Redis(host=cfg.host, port=port, password=cfg.redis_password, socket_timeout=1)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
 
     return ProcSpec(
         name="redis",
         argv=[
             shutil.which("redis-server") or "redis-server",
+            str(conf),
             "--bind",
             cfg.host,
             "--port",
@@ -193,7 +207,7 @@ def redis_spec(cfg: Config) -> ProcSpec:
         ],
         log_file=cfg.logs / "redis.log",
         ready=ready,
-        prepare=lambda: d.mkdir(parents=True, exist_ok=True),
+        prepare=prepare,
         port=port,
     )
 

@@ -10,7 +10,7 @@ import requests
 
 from ondas.service_identity import derive_service_key
 from ondasctl import infra, pki
-from ondasctl.config import Config
+from ondasctl.config import DEVICE_CREDENTIALS_SECRET, Config
 from ondasctl.procs import ProcSpec
 
 DATABASES = ["ondas_auth", "ondas_device_manager"]
@@ -62,6 +62,8 @@ def _service(
         # Its own identity for internal calls (auth's /admin routes); see ondas.service_identity.
         "ONDAS_SERVICE_NAME": name,
         "ONDAS_SERVICE_KEY": derive_service_key(cfg.secret(SERVICE_IDENTITY_ROOT), name),
+        # Every token and service identity checked by auth, also on direct calls to a service's port (ondas.authn).
+        "ONDAS_AUTHZ": "full",
     }
     return ProcSpec(
         name=name,
@@ -142,6 +144,8 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
                 # (the HTTP agent verifies them); in credentials mode the broker's plugin gets them too.
                 "MQTT_AGENT_API_PORT": str(p["mqtt_agent_api"]),
                 "MQTT_AGENT_REDIS_URL": cfg.redis_url,
+                # Binds each stored password hash to its tenant and device (agents.core.credentials).
+                "MQTT_AGENT_CREDENTIALS_KEY": cfg.secret(DEVICE_CREDENTIALS_SECRET, 32),
                 # The dynamic security plugin: on the device listener in credentials mode (device passwords), on
                 # the internal listener in unsecured mode (there only to end a removed device's sessions).
                 "MQTT_AGENT_DYNSEC_USERNAME": infra.MQTT_DYNSEC_ADMIN,
@@ -166,6 +170,7 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
                 "HTTP_AGENT_HTTP_PORT": str(p["http_agent"]),
                 "HTTP_AGENT_DEVICE_MANAGER_URL": cfg.url("device_manager"),
                 "HTTP_AGENT_REDIS_URL": cfg.redis_url,
+                "HTTP_AGENT_CREDENTIALS_KEY": cfg.secret(DEVICE_CREDENTIALS_SECRET, 32),
             },
         ),
         # The same agent on its TLS listener: devices connect directly with a platform CA certificate (or Basic
@@ -179,6 +184,7 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
                 "HTTP_AGENT_HTTPS_PORT": str(p["http_agent_tls"]),
                 "HTTP_AGENT_DEVICE_MANAGER_URL": cfg.url("device_manager"),
                 "HTTP_AGENT_REDIS_URL": cfg.redis_url,
+                "HTTP_AGENT_CREDENTIALS_KEY": cfg.secret(DEVICE_CREDENTIALS_SECRET, 32),
                 "HTTP_AGENT_TLS_CERT": str(cfg.data_dir / "pki" / "server.pem"),
                 "HTTP_AGENT_TLS_KEY": str(cfg.data_dir / "pki" / "server.key"),
                 "HTTP_AGENT_TLS_CA": str(cfg.data_dir / "pki" / pki.CA_CERT),

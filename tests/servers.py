@@ -12,6 +12,9 @@ from ondasctl.config import PORTS, Config
 from ondasctl.ports import free_port
 from ondasctl.procs import Proc, ProcSpec
 
+# What the tests give both agents (and their own CredentialStore) as MQTT_AGENT_/HTTP_AGENT_CREDENTIALS_KEY.
+DEVICE_CREDENTIALS_KEY = "test-device-credentials-key"
+
 
 def make_test_config(prefix: str = "ondas-test-") -> Config:
     # Not under pytest's own tmp dir: that one is private to root and PostgreSQL runs as 'postgres'.

@@ -16,7 +16,8 @@ import requests
 
 from ondas.contracts import DeviceEvent
 from ondas.kafka import ConsumerLoop, backoff_delay
-from ondas.settings import CommonSettings
+from ondas.service_identity import service_authorization
+from ondas.settings import CommonSettings, service_identity
 from ondas.tenancy import TenancyTracker
 from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS, device_events
 
@@ -79,10 +80,17 @@ class DeviceCache:
             return True
 
 
+def _identity_headers() -> dict[str, str]:
+    """This process's service identity for the device manager's internal routes (none when it has none)."""
+    identity = service_identity()
+    return {"Authorization": service_authorization(*identity)} if identity else {}
+
+
 def fetch_devices(device_manager_url: str, tenant: str, timeout: float = 10.0) -> list[Device]:
-    """All devices of ``tenant`` from the device manager's internal route; raises on any failure."""
+    """All devices of ``tenant`` from the device manager's internal route (with this process's service
+    identity); raises on any failure."""
     url = f"{device_manager_url.rstrip('/')}/internal/tenants/{tenant}/devices"
-    resp = requests.get(url, timeout=timeout)
+    resp = requests.get(url, headers=_identity_headers(), timeout=timeout)
     resp.raise_for_status()
     devices = resp.json()["devices"]
     if not isinstance(devices, list):
@@ -91,9 +99,10 @@ def fetch_devices(device_manager_url: str, tenant: str, timeout: float = 10.0) -
 
 
 def fetch_device(device_manager_url: str, tenant: str, device_id: str, timeout: float = 5.0) -> Device | None:
-    """One device from the device manager's internal route; None when it does not exist."""
+    """One device from the device manager's internal route (with this process's service identity); None when it
+    does not exist."""
     url = f"{device_manager_url.rstrip('/')}/internal/tenants/{tenant}/devices/{device_id}"
-    resp = requests.get(url, timeout=timeout)
+    resp = requests.get(url, headers=_identity_headers(), timeout=timeout)
     if resp.status_code == 404:
         return None
     resp.raise_for_status()

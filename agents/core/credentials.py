@@ -1,9 +1,15 @@
 """Device passwords, in one home every agent reads: Redis.
 
 What is stored is never a password: a salted scrypt hash per device, in one Redis hash per tenant
-(``ondas:device-credentials:<tenant>``, field = device id, value ``scrypt$<n>$<r>$<p>$<salt>$<hash>`` with
+(``ondas:device-credentials:<tenant>``, field = device id, value ``scrypt$<n>$<r>$<p>$<salt>$<hash>|<mac>`` with
 base64 salt and hash). The MQTT agent's credentials API writes it (:meth:`CredentialStore.set_password`); the
 HTTP agent verifies it (:meth:`CredentialStore.verify`) and deletes a removed device's entry.
+
+Integrity: ``<mac>`` is the hex HMAC-SHA256 of ``ondas-device-credential:v1\n<tenant>\n<device id>\n<hash>`` under a
+key only the agents hold (:func:`derive_integrity_key` of the setting ``*_CREDENTIALS_KEY``, which ``make up``
+generates once). A hash planted in Redis by hand, or copied from another device or tenant, does not verify, and
+the device is refused as if it had no password. Entries of earlier versions (no ``|<mac>``) are treated the same:
+after an upgrade such devices need new credentials (set them again through the credentials API).
 
 Hot path: a slow hash on every request would cost tens of milliseconds of CPU, so successful verifications are
 remembered in the process for a short time (``cache_ttl`` seconds), keyed by a keyed fast hash (HMAC-SHA256
@@ -28,14 +34,20 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from prometheus_client import Counter
 
 from ondas.errors import Unavailable
 
 log = logging.getLogger("agents.core.credentials")
 
 KEY_PREFIX = "ondas:device-credentials:"
+INTEGRITY_LABEL = b"ondas-device-credentials:v1"
 CHANGES_CHANNEL = "ondas:device-credentials:changed"
 SCHEME = "scrypt"
+INTEGRITY_FAILURES = Counter(
+    "ondas_device_credential_integrity_failures_total",
+    "Stored device password hashes not bound to their device by the agents' key (treated as absent)",
+)
 # scrypt cost: 16 MiB of memory and some tens of milliseconds per hash.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 _MAXMEM = 64 * 1024 * 1024
@@ -71,6 +83,13 @@ def check_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+def derive_integrity_key(secret: str) -> bytes:
+    """The HMAC key that binds stored hashes to their tenant and device, from the agents' shared secret."""
+    if not secret:
+        raise ValueError("the device credential key is empty (MQTT_AGENT_CREDENTIALS_KEY / HTTP_AGENT_CREDENTIALS_KEY)")
+    return hmac.new(secret.encode(), INTEGRITY_LABEL, hashlib.sha256).digest()
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -86,6 +105,7 @@ class CredentialStore:
         self,
         client: redis.Redis,
         *,
+        integrity_key: str,
         cache_ttl: float = 10.0,
         cache_size: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
@@ -97,20 +117,50 @@ class CredentialStore:
         self._clock = clock
         self._hash = hasher
         self._key = secrets.token_bytes(32)
+        self._integrity = derive_integrity_key(integrity_key)
+        self._warned = False
         self._lock = threading.Lock()
         # (tenant, device) -> {fast hash of a password: (verdict, valid until)}
         self._verdicts: dict[tuple[str, str], dict[bytes, tuple[bool, float]]] = {}
         self.listening = threading.Event()
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> CredentialStore:
+    def from_url(cls, url: str, *, integrity_key: str, **kwargs: Any) -> CredentialStore:
         client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30)
-        return cls(client, **kwargs)
+        return cls(client, integrity_key=integrity_key, **kwargs)
+
+    # -- integrity -----------------------------------------------------------------------------------------
+    def _mac(self, tenant: str, device_id: str, encoded: str) -> str:
+        message = f"ondas-device-credential:v1\n{tenant}\n{device_id}\n{encoded}".encode()
+        return hmac.new(self._integrity, message, hashlib.sha256).hexdigest()
+
+    def stored_form(self, tenant: str, device_id: str, encoded: str) -> str:
+        """What is kept in Redis for the hash ``encoded`` of the device: the hash bound to the device by an HMAC."""
+        return f"{encoded}|{self._mac(tenant, device_id, encoded)}"
+
+    def _opened(self, tenant: str, device_id: str, raw: object) -> str | None:
+        """The hash of a stored entry, or None when it is absent or not bound to this device by our key."""
+        if raw is None:
+            return None
+        stored = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        encoded, sep, mac = stored.rpartition("|")
+        if sep and hmac.compare_digest(self._mac(tenant, device_id, encoded), mac):
+            return encoded
+        INTEGRITY_FAILURES.inc()
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "a stored device password hash is not bound to its device by the agents' key; treated as absent "
+                "(written by hand, copied from another device, or from a version before the binding: set the "
+                "device's credentials again)",
+                extra={"tenant": tenant, "device_id": device_id},
+            )
+        return None
 
     # -- writers -------------------------------------------------------------------------------------------
     def set_password(self, tenant: str, device_id: str, password: str) -> None:
         """Store (or replace) the device's password hash and announce the change."""
-        encoded = self._hash(password)
+        encoded = self.stored_form(tenant, device_id, self._hash(password))
         try:
             pipe = self._redis.pipeline(transaction=True)
             pipe.hset(tenant_key(tenant), device_id, encoded)
@@ -143,9 +193,10 @@ class CredentialStore:
 
     def has_password(self, tenant: str, device_id: str) -> bool:
         try:
-            return bool(self._redis.hexists(tenant_key(tenant), device_id))
+            raw = self._redis.hget(tenant_key(tenant), device_id)
         except redis.RedisError as exc:
             raise Unavailable(f"the credential store is not reachable: {exc}") from exc
+        return self._opened(tenant, device_id, raw) is not None
 
     def verify(self, tenant: str, device_id: str, password: str) -> bool:
         """Whether ``password`` is the device's password. Raises Unavailable when Redis cannot be asked."""
@@ -160,8 +211,8 @@ class CredentialStore:
             raw = self._redis.hget(tenant_key(tenant), device_id)
         except redis.RedisError as exc:
             raise Unavailable(f"the credential store is not reachable: {exc}") from exc
-        encoded = raw.decode() if isinstance(raw, bytes) else raw
-        verdict = isinstance(encoded, str) and check_password(password, encoded)
+        encoded = self._opened(tenant, device_id, raw)
+        verdict = encoded is not None and check_password(password, encoded)
         self._remember(device, fast, verdict, now + self._ttl)
         return verdict
 

@@ -12,11 +12,11 @@ consumers decide what to keep).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from ondas import jsonbody
 from ondas.contracts import DeviceData, DeviceDataMeta
 from ondas.errors import Invalid
 from ondas.tenant import validate_tenant
@@ -26,6 +26,10 @@ from ondas.timestamps import parse_timestamp
 # can never be an id: empty, MQTT wildcards, separators and control characters.
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 TIMESTAMP_KEY = "timestamp"
+
+# The platform's JSON rule (ondas/jsonbody.py), re-exported under their old names for the agents.
+depth = jsonbody.depth
+reject_constant = jsonbody.reject_constant
 
 
 class Drop(Exception):
@@ -62,46 +66,15 @@ def parse_device(identity: str) -> DeviceRef:
     return DeviceRef(tenant, device_id)
 
 
-def reject_constant(name: str) -> Any:
-    """``json.loads(..., parse_constant=reject_constant)``: NaN and Infinity are not JSON."""
-    raise ValueError(f"{name} is not JSON")
-
-
-def depth(value: Any) -> int:
-    """Nesting depth of a JSON value: a scalar is 0, ``{}`` and ``[]`` are 1."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, level + 1)
-        stack.extend((child, level + 1) for child in children)
-    return deepest
-
-
 def decode_attrs(payload: bytes, max_bytes: int, max_depth: int) -> dict[str, Any]:
-    """The attribute object of a payload; raises :class:`Drop` with the reason it is not acceptable."""
-    if len(payload) > max_bytes:
-        raise Drop("too_large", f"{len(payload)} bytes, at most {max_bytes}")
+    """The attribute object of a payload; raises :class:`Drop` with the reason it is not acceptable. The size,
+    UTF-8, depth and JSON checks are the platform's one rule (ondas.jsonbody), the REST services' too."""
     try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise Drop("not_utf8", str(exc)) from exc
-    try:
-        value = json.loads(text, parse_constant=reject_constant)
-    except RecursionError as exc:
-        raise Drop("too_deep", f"nested deeper than {max_depth} levels") from exc
-    except ValueError as exc:  # JSONDecodeError and the constants above
-        raise Drop("not_json", str(exc)) from exc
+        value = jsonbody.loads(payload, max_bytes=max_bytes, max_depth=max_depth)
+    except jsonbody.BadJson as exc:
+        raise Drop(exc.reason, exc.detail) from exc
     if not isinstance(value, dict):
         raise Drop("not_object", f"expected a JSON object, got {type(value).__name__}")
-    if depth(value) > max_depth:
-        raise Drop("too_deep", f"nested deeper than {max_depth} levels")
     return value
 
 

@@ -33,10 +33,13 @@ from agents.core.stats import Statistics
 from agents.http.messages import STATUS, Message, decode_json, parse_batch, parse_credentials, parse_message
 from agents.http.metrics import DROPPED, RECEIVED
 from agents.http.service import Caller, Ingest, Outcome
+from ondas import jsonbody
+from ondas.authn import TokenCheck
 from ondas.errors import Unavailable
 from ondas.health import Health
 from ondas.log import bind
-from ondas.web import create_app
+from ondas.settings import CommonSettings
+from ondas.web import create_app, drain_body
 
 log = logging.getLogger("agents.http.api")
 
@@ -68,9 +71,16 @@ def build_app(
     cache: DeviceCache,
     public_key: Callable[[], str],
     management_tenant: str,
+    token_check: TokenCheck | None = None,
 ) -> Flask:
     """``ingest`` returns the agent's rules (built in the worker after fork, see app.py)."""
-    app = create_app(service, health, public_key=public_key, max_body_bytes=max_body_bytes)
+    # Operator (and credential) routes: every token checked as the gateway checks it (ONDAS_AUTHZ).
+    if token_check is None:
+        token_check = TokenCheck.from_settings(CommonSettings.from_env(), public_key)
+    app = create_app(service, health, public_key=public_key, max_body_bytes=max_body_bytes, token_check=token_check)
+    # The whole body's depth limit (ondas.jsonbody): room for the batch array and the message object around
+    # ``data``, whose own limit (max_depth) parse_message checks with a precise answer.
+    body_depth = max(jsonbody.DEFAULT_MAX_DEPTH, max_depth + 2)
     bp = Blueprint("http_agent", __name__)
 
     def count_refusal(
@@ -86,6 +96,8 @@ def build_app(
 
     def refuse(drop: Drop, tenant: str | None, device: str | None, count: int, known: bool) -> Response:
         count_refusal(drop, tenant, device, count, known)
+        if drop.reason == "too_large":
+            drain_body()  # else gunicorn closes the connection under the client: a reset, not the 413
         response = jsonify(error_body(drop.reason, drop.detail))
         response.status_code = STATUS.get(drop.reason, 400)
         if response.status_code == 401:
@@ -129,7 +141,7 @@ def build_app(
             return refuse(drop, tenant, device, state.messages, known=caller is not None)
 
     def one(caller: Caller, body: bytes, state: _Request) -> Response:
-        message = parse_message(decode_json(body), max_depth)
+        message = parse_message(decode_json(body, body_depth), max_depth)
         [outcome] = ingest().publish(caller, [message])
         if outcome.drop is not None:
             raise outcome.drop
@@ -139,7 +151,7 @@ def build_app(
         return Response(status=204)
 
     def many(caller: Caller, body: bytes, state: _Request) -> Response:
-        raw = parse_batch(decode_json(body), max_batch)
+        raw = parse_batch(decode_json(body, body_depth), max_batch)
         state.messages = len(raw)
         items: list[Message | Drop] = []
         for value in raw:
@@ -173,6 +185,7 @@ def build_app(
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
         status = exc.code or 400
         if status == 413:
+            drain_body()
             return jsonify(error_body("too_large", f"the body is larger than {max_body_bytes} bytes")), 413
         reason = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
         return jsonify(error_body(reason, exc.description or exc.name)), status

@@ -71,7 +71,9 @@ class HttpAgent:
     def start(self) -> None:
         s = self.settings
         producer = get_producer(s.common.kafka_bootstrap)
-        credentials = CredentialStore.from_url(s.redis_url, cache_ttl=s.credentials_cache_s)
+        credentials = CredentialStore.from_url(
+            s.redis_url, integrity_key=s.credentials_key, cache_ttl=s.credentials_cache_s
+        )
         self._credentials = credentials
         liveness = (
             Liveness(LastSeen(redis_client(s.redis_url)), producer, s.liveness_timeout_s)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +24,8 @@ from agents.core.payload import (
     check_attrs,
     depth,
     parse_device,
-    reject_constant,
 )
+from ondas import jsonbody
 from ondas.contracts import DeviceData
 
 FIELDS = ("ts", "data")
@@ -103,20 +102,15 @@ def parse_credentials(authorization: str | None) -> tuple[DeviceRef, str]:
     return ref, password
 
 
-def decode_json(body: bytes) -> Any:
-    """The JSON value of a request body; raises :class:`Drop`."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise Drop("not_utf8", f"the body is not UTF-8: {exc}") from exc
-    if not text.strip():
+def decode_json(body: bytes, max_depth: int = jsonbody.DEFAULT_MAX_DEPTH) -> Any:
+    """The JSON value of a request body; raises :class:`Drop`. The platform's one JSON rule (ondas.jsonbody):
+    the whole body may be nested ``max_depth`` levels (each message's ``data`` is checked on its own)."""
+    if not body.strip():
         raise Drop("not_json", "the request needs a JSON body")
     try:
-        return json.loads(text, parse_constant=reject_constant)
-    except RecursionError as exc:
-        raise Drop("too_deep", "the body is nested too deeply") from exc
-    except ValueError as exc:  # JSONDecodeError and the constants above
-        raise Drop("not_json", f"the body is not JSON: {exc}") from exc
+        return jsonbody.loads(body, max_depth=max_depth)
+    except jsonbody.BadJson as exc:
+        raise Drop(exc.reason, f"the body is {exc.detail}") from exc
 
 
 def parse_message(value: Any, max_depth: int) -> Message:

@@ -36,6 +36,9 @@ class Settings:
     tls_key: str
     tls_ca: str
     tls_crl: str
+    # The secret the agents share to bind each stored password hash to its tenant and device (required; ``make up``
+    # generates it; the same value as the MQTT agent's MQTT_AGENT_CREDENTIALS_KEY).
+    credentials_key: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -56,7 +59,13 @@ class Settings:
             tls_key=env_str("HTTP_AGENT_TLS_KEY", ""),
             tls_ca=env_str("HTTP_AGENT_TLS_CA", ""),
             tls_crl=env_str("HTTP_AGENT_TLS_CRL", ""),
+            credentials_key=env_str("HTTP_AGENT_CREDENTIALS_KEY", ""),
         )
+        if not settings.credentials_key:
+            raise SettingsError(
+                "setting HTTP_AGENT_CREDENTIALS_KEY is required: the secret that binds stored device password hashes "
+                "to their devices (the MQTT agent's MQTT_AGENT_CREDENTIALS_KEY)"
+            )
         for name, value in (
             ("HTTP_AGENT_PUBLISH_TIMEOUT", settings.publish_timeout_s),
             ("HTTP_AGENT_LIVENESS_TIMEOUT", settings.liveness_timeout_s),

@@ -32,8 +32,10 @@ from agents.core.credentials import CredentialStore
 from agents.core.payload import Drop, parse_device
 from agents.core.stats import Statistics
 from agents.mqtt.provisioning import DynsecError, Provisioner, new_password
+from ondas.authn import TokenCheck
 from ondas.errors import NotFound, Unavailable
 from ondas.health import Health
+from ondas.settings import CommonSettings
 from ondas.web import create_app, principal
 
 log = logging.getLogger("agents.mqtt.api")
@@ -55,8 +57,12 @@ def build_app(
     credentials: CredentialStore | None = None,
     stats: Statistics | None = None,
     management_tenant: str = "admin",
+    token_check: TokenCheck | None = None,
 ) -> Flask:
-    app = create_app(service, health, public_key=public_key, max_body_bytes=4096)
+    # Operator (and credential) routes: every token checked as the gateway checks it (ONDAS_AUTHZ).
+    if token_check is None:
+        token_check = TokenCheck.from_settings(CommonSettings.from_env(), public_key)
+    app = create_app(service, health, public_key=public_key, max_body_bytes=4096, token_check=token_check)
     bp = Blueprint("basic_auth", __name__)
 
     @bp.post("/basic-auth/v1/devices/<device_id>/basic-credentials")

@@ -177,7 +177,7 @@ class MqttAgent:
             else None
         )
         # Device credentials are also written, hashed, where every agent reads them (agents/core/credentials.py).
-        credentials = CredentialStore.from_url(s.redis_url) if s.redis_url else None
+        credentials = CredentialStore.from_url(s.redis_url, integrity_key=s.credentials_key) if s.redis_url else None
         # A deleted tenant's passwords, certificates and sessions go, once per DELETE for the whole agent group.
         tenant_purge = TenantPurge(
             service=s.consumer_group,

@@ -63,6 +63,9 @@ class Settings:
     pki_dir: str
     crl_file: str
     broker_pid_file: str
+    # The secret the agents share to bind each stored password hash to its tenant and device; required with
+    # ``redis_url`` (``make up`` generates it; the same value as the HTTP agent's HTTP_AGENT_CREDENTIALS_KEY).
+    credentials_key: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -71,6 +74,11 @@ class Settings:
             raise SettingsError(
                 f"setting MQTT_AGENT_SHARD must be below MQTT_AGENT_SHARDS ({settings.shard_count}), "
                 f"got {settings.shard_index}"
+            )
+        if settings.redis_url and not settings.credentials_key:
+            raise SettingsError(
+                "setting MQTT_AGENT_CREDENTIALS_KEY is required with MQTT_AGENT_REDIS_URL: the secret that binds "
+                "stored device password hashes to their devices (the HTTP agent's HTTP_AGENT_CREDENTIALS_KEY)"
             )
         return settings
 
@@ -104,4 +112,5 @@ class Settings:
             pki_dir=env_str("MQTT_AGENT_PKI_DIR", ""),
             crl_file=env_str("MQTT_AGENT_CRL_FILE", ""),
             broker_pid_file=env_str("MQTT_AGENT_BROKER_PID_FILE", ""),
+            credentials_key=env_str("MQTT_AGENT_CREDENTIALS_KEY", ""),
         )

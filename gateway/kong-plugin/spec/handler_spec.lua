@@ -122,4 +122,59 @@ describe("ondas-pdp handler", function()
     assert.are.equal(250, sent.timeout)
     assert.are.equal(1000, sent.params.keepalive_timeout)
   end)
+
+  for _, uri in ipairs({ "/device/a%0ab", "/device/a%0Db", "/device/%00", "/device/a%1f", "/device/a%7F",
+    "/device?x=%0a", "/device/a\nb" }) do
+    it("refuses control characters in the URI before asking the PDP: " .. uri:gsub("%c", "?"), function()
+      local http, sent = fake.scripted_http(pdp_answer(200))
+      local handler = fake.load_handler(http)
+      request.path_with_query = uri
+      local calls = fake.install(request)
+      handler:access(fake.conf)
+      assert.are.equal(400, calls.exit.status)
+      assert.are.equal("application/json", calls.exit.headers["Content-Type"])
+      assert.matches('"error":"invalid"', calls.exit.body)
+      assert.matches("control characters", calls.exit.body)
+      assert.is_nil(sent.url)
+    end)
+  end
+
+  it("refuses control characters in a header value before asking the PDP", function()
+    local http, sent = fake.scripted_http(pdp_answer(200))
+    local handler = fake.load_handler(http)
+    request.headers["x-request-id"] = "a\1b"
+    local calls = fake.install(request)
+    handler:access(fake.conf)
+    assert.are.equal(400, calls.exit.status)
+    assert.is_nil(sent.url)
+  end)
+
+  it("checks every value of a repeated header", function()
+    local handler = fake.load_handler(fake.scripted_http(pdp_answer(200)))
+    request.headers["x-thing"] = { "fine", "bad\127" }
+    local calls = fake.install(request)
+    handler:access(fake.conf)
+    assert.are.equal(400, calls.exit.status)
+  end)
+
+  it("lets escaped percents, printable escapes and tabs in header values through", function()
+    local http, sent = fake.scripted_http(pdp_answer(200))
+    local handler = fake.load_handler(http)
+    request.path_with_query = "/device/%250a?x=%41"
+    request.headers["user-agent"] = "a\tb"
+    local calls = fake.install(request)
+    handler:access(fake.conf)
+    assert.is_nil(calls.exit)
+    assert.are.equal("/device/%250a?x=%41", sent.params.headers["X-Original-URI"])
+  end)
+
+  it("never passes a PDP reason that could split a header", function()
+    local handler = fake.load_handler(fake.scripted_http(pdp_answer(403, {
+      ["X-Ondas-Reason"] = "bad\r\nSet-Cookie: x=1",
+    }, '{"error":"forbidden"}')))
+    local calls = fake.install(request)
+    handler:access(fake.conf)
+    assert.are.equal(403, calls.exit.status)
+    assert.are.equal("bad??Set-Cookie: x=1", calls.exit.headers["X-Ondas-Reason"])
+  end)
 end)

@@ -24,6 +24,7 @@ from ondas.kafka import consumer_config
 from ondasctl import pki
 from ondasctl.ports import free_port
 from tests.integration.agents_mqtt.conftest import Stub, device, typed_device, wait_until
+from tests.servers import DEVICE_CREDENTIALS_KEY
 from tests.tokens import TokenMaker
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -108,11 +109,14 @@ def launch_http_agent(
         "ONDAS_JWT_PUBLIC_KEY_FILE": str(tokens.public_file),
         "ONDAS_KAFKA_BOOTSTRAP": bootstrap,
         "ONDAS_AUTH_URL": stub.url,
+        # Test tokens and a stub instead of auth: signatures only (tests/e2e/test_direct_ports.py: the full check).
+        "ONDAS_AUTHZ": "signature",
         "ONDAS_LOG_LEVEL": "INFO",
         "ONDAS_BIND_HOST": "127.0.0.1",
         "HTTP_AGENT_HTTP_PORT": str(port),
         "HTTP_AGENT_DEVICE_MANAGER_URL": stub.url,
         "HTTP_AGENT_REDIS_URL": redis_url,
+        "HTTP_AGENT_CREDENTIALS_KEY": DEVICE_CREDENTIALS_KEY,
         "HTTP_AGENT_THREADS": "8",
         "HTTP_AGENT_LIVENESS_TIMEOUT": str(LIVENESS_TIMEOUT_S),
         # Long enough that only the change announcements can explain a new password taking effect at once.
@@ -171,7 +175,7 @@ def stub(tenant: str, tenant_b: str) -> Iterator[Stub]:
 
 @pytest.fixture(scope="module")
 def store(redis_url: str) -> Iterator[CredentialStore]:
-    s = CredentialStore.from_url(redis_url)
+    s = CredentialStore.from_url(redis_url, integrity_key=DEVICE_CREDENTIALS_KEY)
     yield s
     s.close()
 

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from agents.core.credentials import CredentialStore, hash_password, tenant_key
+from tests.servers import DEVICE_CREDENTIALS_KEY
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -42,11 +43,13 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
 
 def test_verify_caches_verdicts_for_the_ttl_only(redis_url, raw, tenant):
     clock = Clock()
-    store = CredentialStore.from_url(redis_url, cache_ttl=10, clock=clock, hasher=fast_hash)
+    store = CredentialStore.from_url(
+        redis_url, integrity_key=DEVICE_CREDENTIALS_KEY, cache_ttl=10, clock=clock, hasher=fast_hash
+    )
     store.set_password(tenant, "d1", "right")
     assert store.verify(tenant, "d1", "right") and not store.verify(tenant, "d1", "wrong")
     # Changed behind the store's back (no announcement): the cached verdicts stand until they expire.
-    raw.hset(tenant_key(tenant), "d1", fast_hash("other"))
+    raw.hset(tenant_key(tenant), "d1", store.stored_form(tenant, "d1", fast_hash("other")))
     assert store.verify(tenant, "d1", "right"), "the cached verdict, without asking Redis"
     clock.now += 11
     assert not store.verify(tenant, "d1", "right") and store.verify(tenant, "d1", "other")
@@ -54,8 +57,8 @@ def test_verify_caches_verdicts_for_the_ttl_only(redis_url, raw, tenant):
 
 
 def test_a_change_announced_by_another_process_drops_the_cached_verdict(redis_url, tenant):
-    reader = CredentialStore.from_url(redis_url, cache_ttl=3600, hasher=fast_hash)
-    writer = CredentialStore.from_url(redis_url, hasher=fast_hash)
+    reader = CredentialStore.from_url(redis_url, integrity_key=DEVICE_CREDENTIALS_KEY, cache_ttl=3600, hasher=fast_hash)
+    writer = CredentialStore.from_url(redis_url, integrity_key=DEVICE_CREDENTIALS_KEY, hasher=fast_hash)
     stop = threading.Event()
     listener = threading.Thread(target=reader.listen, args=(stop,), daemon=True)
     listener.start()
@@ -77,7 +80,7 @@ def test_a_change_announced_by_another_process_drops_the_cached_verdict(redis_ur
 
 
 def test_only_a_salted_hash_is_stored_per_tenant_and_device(redis_url, raw, tenant):
-    store = CredentialStore.from_url(redis_url)
+    store = CredentialStore.from_url(redis_url, integrity_key=DEVICE_CREDENTIALS_KEY)
     store.set_password(tenant, "d1", "same-password")
     store.set_password(tenant, "d2", "same-password")
     stored = raw.hgetall(tenant_key(tenant))
@@ -92,7 +95,9 @@ def test_only_a_salted_hash_is_stored_per_tenant_and_device(redis_url, raw, tena
 def test_redis_away_is_unavailable_not_a_crash():
     from ondas.errors import Unavailable
 
-    store = CredentialStore(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1))
+    store = CredentialStore(
+        redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1), integrity_key=DEVICE_CREDENTIALS_KEY
+    )
     with pytest.raises(Unavailable):
         store.verify("t", "d", "pw")
     assert store.ping() is False

@@ -12,7 +12,7 @@ import requests
 from ondasctl.ports import free_port
 from tests.integration.agents_http.conftest import URL, HttpAgent, TopicReader
 from tests.integration.agents_mqtt.conftest import launch_agent, wait_until
-from tests.servers import Servers
+from tests.servers import DEVICE_CREDENTIALS_KEY, Servers
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +40,7 @@ def test_the_mqtt_agents_credentials_open_the_http_agent(
         extra_env={
             "MQTT_AGENT_API_PORT": str(api_port),
             "MQTT_AGENT_REDIS_URL": redis_url,
+            "MQTT_AGENT_CREDENTIALS_KEY": DEVICE_CREDENTIALS_KEY,
             "ONDAS_JWT_PUBLIC_KEY_FILE": str(tokens.public_file),
             "MQTT_AGENT_LIVENESS": "off",
         },

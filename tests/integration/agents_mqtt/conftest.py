@@ -158,6 +158,8 @@ def launch_agent(
         **os.environ,
         "ONDAS_KAFKA_BOOTSTRAP": bootstrap,
         "ONDAS_AUTH_URL": stub.url,
+        # Test tokens and a stub instead of auth: signatures only (tests/e2e/test_direct_ports.py: the full check).
+        "ONDAS_AUTHZ": "signature",
         "ONDAS_LOG_LEVEL": "INFO",
         "ONDAS_BIND_HOST": "127.0.0.1",
         "MQTT_AGENT_HEALTH_PORT": str(port),

@@ -27,6 +27,7 @@ from ondas.topics import TENANCY_TOPIC
 from ondasctl import infra
 from ondasctl.ports import free_port
 from tests.integration.agents_mqtt.conftest import Agent, Broker, Stub, device, launch_agent, own_broker, wait_until
+from tests.servers import DEVICE_CREDENTIALS_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +65,7 @@ def cagent(
             "MQTT_AGENT_DYNSEC_PASSWORD": cfg.secret("mqtt-dynsec"),
             "MQTT_AGENT_API_PORT": str(api_port),
             "MQTT_AGENT_REDIS_URL": redis_url,
+            "MQTT_AGENT_CREDENTIALS_KEY": DEVICE_CREDENTIALS_KEY,
             "ONDAS_JWT_PUBLIC_KEY_FILE": str(tokens.public_file),
         },
     )

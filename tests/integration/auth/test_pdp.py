@@ -12,6 +12,9 @@ import pytest
 import redis
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from auth.cache_redis import RedisAuthCache, derive_cache_key
+from tests.integration.auth.helpers import MASTER_SECRET
+
 pytestmark = pytest.mark.integration
 
 
@@ -131,9 +134,17 @@ def test_decisions_are_cached_and_every_policy_change_invalidates_them(auth, rds
     assert auth.decision(lee, "POST", "/flows") == "deny"
     flows = hashlib.sha1(b"/flows", usedforsecurity=False).hexdigest()
     keys = rds.keys(f"{prefix}dec:{tenant}:*:POST:{flows}")
-    assert len(keys) == 1 and rds.get(keys[0]) == "deny"
-    # The cached answer is the one given (proof that the cache is read).
+    assert len(keys) == 1 and rds.get(keys[0]).startswith("deny|")
+    # A value written by hand does not carry auth's signature: ignored.
     rds.set(keys[0], "permit")
+    assert auth.decision(lee, "POST", "/flows") == "deny"
+    # A value signed with auth's key is the answer given (proof that the cache is read).
+    _, _, gen, uid, _, _ = keys[0][len(prefix) :].split(":")
+    cache = RedisAuthCache(auth.settings.redis_url, prefix=prefix, key=derive_cache_key(MASTER_SECRET))
+    try:
+        cache.store_decision(tenant, int(gen), int(uid), "POST", "/flows", "permit")
+    finally:
+        cache.close()
     assert auth.decision(lee, "POST", "/flows") == "permit"
 
     def is_permitted():

@@ -6,6 +6,7 @@ import psycopg
 import pytest
 
 from auth.passwords import legacy_scrypt_hash
+from tests.integration.auth.helpers import ADMIN_PASSWORD
 
 pytestmark = pytest.mark.integration
 
@@ -154,27 +155,51 @@ def test_token_claims(auth):
     assert len(claims["jti"]) == 32
 
 
-def test_same_username_in_two_tenants_logs_in_by_tenant(auth):
+def test_same_username_in_two_tenants_needs_the_tenant(auth):
+    """A username in several tenants is refused without ``service``, whatever the password, with the answer of a
+    wrong password: a tenant administrator who creates a same-named user learns nothing, and takes nothing over."""
+    import jwt
+
     tenant_a, boss_a = auth.new_tenant()
     tenant_b, boss_b = auth.new_tenant()
     name = "dup" + uuid.uuid4().hex[:6]
     auth.new_user(boss_a, name, passwd="pass-in-a-123")
+    assert jwt.decode(auth.login(name, "pass-in-a-123"), options={"verify_signature": False})["service"] == tenant_a
     auth.new_user(boss_b, name, passwd="pass-in-b-123")
-    # Each password picks its own user even without naming the tenant.
-    import jwt
-
-    tok = auth.login(name, "pass-in-b-123")
+    wrong = auth.call("POST", "/", json={"username": name, "passwd": "not-the-password"})
+    for passwd in ("pass-in-a-123", "pass-in-b-123"):
+        r = auth.call("POST", "/", json={"username": name, "passwd": passwd})
+        assert (r.status_code, r.get_json()) == (wrong.status_code, wrong.get_json()) and r.status_code == 401
+        assert "service" in r.get_json()["message"]
+        assert tenant_a not in r.get_data(as_text=True) and tenant_b not in r.get_data(as_text=True)
+    tok = auth.login(name, "pass-in-b-123", tenant_b)
     assert jwt.decode(tok, options={"verify_signature": False})["service"] == tenant_b
+    tok = auth.login(name, "pass-in-a-123", tenant_a)
+    assert jwt.decode(tok, options={"verify_signature": False})["service"] == tenant_a
     assert (
         auth.call("POST", "/", json={"username": name, "passwd": "pass-in-b-123", "service": tenant_a}).status_code
         == 401
     )
-    # Same username and same password in two tenants: the tenant must be named.
+    # Once only one tenant has the name, it logs in without "service" again.
     auth.call("DELETE", f"/user/{name}", boss_b)
-    auth.new_user(boss_b, name, passwd="pass-in-a-123")
-    assert auth.call("POST", "/", json={"username": name, "passwd": "pass-in-a-123"}).status_code == 401
-    tok = auth.login(name, "pass-in-a-123", tenant_a)
-    assert jwt.decode(tok, options={"verify_signature": False})["service"] == tenant_a
+    assert jwt.decode(auth.login(name, "pass-in-a-123"), options={"verify_signature": False})["service"] == tenant_a
+
+
+def test_the_management_tenants_user_keeps_its_name_without_service(auth):
+    """A tenant administrator cannot make the management administrator's login ambiguous: without ``service`` a
+    name that the management tenant has is that tenant's user (tenant administrators cannot create users there)."""
+    import jwt
+
+    tenant, boss = auth.new_tenant()
+    auth.new_user(boss, "admin", passwd="tenant-admin-pass-1")
+    tok = auth.login("admin", ADMIN_PASSWORD)
+    assert jwt.decode(tok, options={"verify_signature": False})["service"] == "admin"
+    # The tenant's own "admin" logs in by naming its tenant; without it, its password is simply wrong.
+    assert (
+        jwt.decode(auth.login("admin", "tenant-admin-pass-1", tenant), options={"verify_signature": False})["service"]
+        == tenant
+    )
+    assert auth.call("POST", "/", json={"username": "admin", "passwd": "tenant-admin-pass-1"}).status_code == 401
 
 
 def test_password_change_applies_the_policy_and_revokes_older_tokens(auth):

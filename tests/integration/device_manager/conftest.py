@@ -15,6 +15,16 @@ from device_manager.settings import Settings
 from tests.integration.device_manager.helpers import Api, RelayRunner, make_settings
 
 
+@pytest.fixture(autouse=True, scope="package")
+def signature_only() -> Iterator[None]:
+    """These tests sign their own tokens (tests/tokens.py) and run no auth: the device manager checks token
+    signatures only and leaves internal routes unchecked (ONDAS_AUTHZ=signature, also for the processes the tests
+    start). tests/e2e/test_direct_ports.py covers the full check against the real auth."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ONDAS_AUTHZ", "signature")
+        yield
+
+
 @pytest.fixture
 def dm_db(pg_database: Callable[[str], str]) -> str:
     return pg_database("dm")

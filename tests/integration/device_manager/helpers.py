@@ -26,6 +26,7 @@ def make_settings(db_url: str, bootstrap: str, public_key_file: str) -> Settings
             jwt_public_key_file=public_key_file,
             log_level="INFO",
             bind_host="127.0.0.1",
+            authz="signature",  # test tokens, no auth (see conftest.signature_only)
         ),
         db_url=db_url,
         http_port=0,

@@ -155,7 +155,7 @@ def test_export_and_import_keep_the_flag(api: Api) -> None:
 
     broken = {**exported, "devices": [{**exported["devices"][0], "disabled": "yes"}]}
     err = api.post("/import", broken, status=400)
-    assert err["message"].startswith("devices[0]: disabled must be a JSON boolean")
+    assert err["details"]["problems"][0].startswith("devices[0]: disabled must be a JSON boolean")
 
 
 def test_an_existing_database_is_upgraded(dm_db: str, unique: str) -> None:

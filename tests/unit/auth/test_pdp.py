@@ -3,7 +3,15 @@
 import pytest
 
 from auth.models import Permission
-from auth.pdp import DENY, PERMIT, decide, normalize_method, normalize_path
+from auth.pdp import (
+    DENY,
+    PERMIT,
+    decide,
+    header_safe,
+    normalize_method,
+    normalize_path,
+    refuse_control_characters,
+)
 from ondas.errors import Invalid
 
 pytestmark = pytest.mark.unit
@@ -46,7 +54,7 @@ def test_normalize_path(raw, expected):
     assert normalize_path(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["", None, 5, "/a%ff", "/a%00b", "/" + "x" * 5000], ids=str)
+@pytest.mark.parametrize("raw", ["", None, 5, "/a%ff", "/a%00b", "/a\x00b", "/" + "x" * 5000], ids=repr)
 def test_normalize_path_refuses_bad_resources(raw):
     with pytest.raises(Invalid):
         normalize_path(raw)
@@ -84,3 +92,34 @@ CASES = [
 @pytest.mark.parametrize(("perms", "method", "path", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_decide(perms, method, path, expected):
     assert decide(perms, method, path) == expected
+
+
+@pytest.mark.parametrize("raw", ["/a%0ab", "/a%0Db", "/a%01", "/a%1f", "/a%7F", "/a\nb", "/a\tb"], ids=repr)
+def test_the_gateways_question_refuses_control_characters(raw):
+    with pytest.raises(Invalid, match="control characters in the path"):
+        refuse_control_characters(normalize_path(raw))
+
+
+@pytest.mark.parametrize("raw", ["/device/ab12", "/a%20b", "/a%250a", "/é"], ids=repr)
+def test_the_gateways_question_takes_printable_paths(raw):
+    refuse_control_characters(normalize_path(raw))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("your permissions do not allow GET /device", "your permissions do not allow GET /device"),
+        ("a\nb\rc\x00d\x7f", "a%0Ab%0Dc%00d%7F"),
+        ('say "hi" \\ 100%', "say 'hi' %5C 100%25"),
+        ("é", "%C3%A9"),
+    ],
+    ids=["plain", "controls", "quotes", "non-ascii"],
+)
+def test_header_safe(text, expected):
+    assert header_safe(text) == expected
+
+
+def test_header_safe_bounds_the_length():
+    out = header_safe("x" * 5000 + "\n")
+    assert len(out) <= 300
+    assert all(0x20 <= ord(c) <= 0x7E for c in out)

@@ -35,6 +35,13 @@ function M.install(request)
       get_header = function(name)
         return incoming[name]
       end,
+      get_headers = function()
+        local all = {}
+        for k, v in pairs(request.headers or {}) do
+          all[string.lower(k)] = v
+        end
+        return all
+      end,
     },
     service = {
       request = {

@@ -8,6 +8,8 @@
 --   401  no or bad token, 403 valid token without permission: passed on to the client with the PDP's JSON body
 --        and its X-Ondas-Reason header (and WWW-Authenticate on 401).
 -- Anything else, or no answer, refuses the request with 502: the gateway fails closed.
+-- A request with a control character (0x00-0x1f, 0x7f) in its path or query string (raw or percent-escaped) or
+-- in a header value (a tab excepted) is refused with 400 before the PDP is asked.
 
 local http = require "resty.http"
 
@@ -30,9 +32,55 @@ local function unavailable(reason)
   return refuse(502, '{"error":"pdp_unavailable","message":"the access decision could not be obtained"}')
 end
 
+local CONTROL_MESSAGE = "control characters in the path, query string or a header"
+
+-- Does the raw path and query hold a control character (0x00-0x1f, 0x7f), raw or percent-escaped?
+local function uri_has_control(uri)
+  return uri:find("%c") ~= nil or uri:find("%%[01]%x") ~= nil or uri:find("%%7[fF]") ~= nil
+end
+
+-- Does a header value hold one (a horizontal tab is allowed in a header value)? Repeated headers are lists.
+local function header_has_control(value)
+  if type(value) == "table" then
+    for _, v in ipairs(value) do
+      if header_has_control(v) then
+        return true
+      end
+    end
+    return false
+  end
+  return type(value) == "string" and value:find("[%z\1-\8\10-\31\127]") ~= nil
+end
+
+local function has_control(uri)
+  if uri_has_control(uri) then
+    return true
+  end
+  for _, value in pairs(kong.request.get_headers() or {}) do
+    if header_has_control(value) then
+      return true
+    end
+  end
+  return false
+end
+
+-- The PDP's reason, fit for a header whatever it holds: printable ASCII, at most 300 characters.
+local function header_safe(reason)
+  if type(reason) ~= "string" then
+    return nil
+  end
+  return (reason:gsub("[^\32-\126]", "?"):sub(1, 300))
+end
+
 function OndasPdp:access(conf)
   for _, name in ipairs(CALLER_HEADERS) do
     kong.service.request.clear_header(name)
+  end
+
+  -- Refused before the PDP is asked: such a request is never one a service routes (and the raw URI goes into
+  -- a header of the PDP request).
+  if has_control(kong.request.get_path_with_query() or "") then
+    return refuse(400, '{"error":"invalid","message":"' .. CONTROL_MESSAGE .. '"}')
   end
 
   local headers = {
@@ -73,7 +121,7 @@ function OndasPdp:access(conf)
   if status == 401 or status == 403 then
     local out = {
       ["Content-Type"] = res.headers["Content-Type"] or "application/json",
-      ["X-Ondas-Reason"] = res.headers["X-Ondas-Reason"],
+      ["X-Ondas-Reason"] = header_safe(res.headers["X-Ondas-Reason"]),
     }
     if status == 401 then
       out["WWW-Authenticate"] = res.headers["WWW-Authenticate"] or 'Bearer realm="ondas"'
