@@ -595,9 +595,12 @@ def _matches(specs: Iterable[AttrSpec | MetaSpec], olds: Iterable[_T]) -> list[_
 
 
 def resolve_overrides(templates: tuple[Template, ...], specs: Iterable[OverrideSpec]) -> dict[int, Any]:
-    """dojot's override list -> attr (or meta) id -> value. A value equal to the template's is no override."""
+    """dojot's override list -> attr (or meta) id -> value. A value equal to the template's is no override (a client
+    that sends every attribute back, as dojot's GUI does, must not freeze the template's values on the device);
+    an attribute named twice is 400, as in dojot."""
     out: dict[int, Any] = {}
     by_id = {t.id: t for t in templates}
+    seen: set[int] = set()
     for spec in specs:
         if spec.template is not None:
             if spec.template not in by_id:
@@ -610,6 +613,9 @@ def resolve_overrides(templates: tuple[Template, ...], specs: Iterable[OverrideS
         )
         if attr is None:
             raise Invalid(f"Unknown attribute {spec.ref} in override list (not an attribute of the device's templates)")
+        if attr.id in seen:
+            raise Invalid("a device can not have repeated attributes", attr=attr.label)
+        seen.add(attr.id)
         if spec.static_value is not None and spec.static_value != attr.static_value:
             out[attr.id] = spec.static_value
         for ref, value in spec.metadata:

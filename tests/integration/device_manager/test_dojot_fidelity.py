@@ -285,3 +285,16 @@ def test_point_5_metadata_take_any_type_attributes_do_not(api: Api) -> None:
         bad_meta = [{"label": "m", "type": bad, "value_type": "string"}]
         err = api.post("/template", {"label": "x", "attrs": [attr("a", metadata=bad_meta)]}, status=400)
         assert "attrs[0].metadata[0].type must be a non-empty string" in err["message"], bad
+
+
+def test_an_attribute_named_twice_in_a_device_is_400(api: Api) -> None:
+    template = api.post("/template", THERMOMETER)["template"]
+    tid = str(template["id"])
+    body = {
+        "templates": [template["id"]],
+        "label": "twice",
+        "attrs": {tid: [{"label": "temperature", "static_value": 1}, {"label": "temperature", "static_value": 2}]},
+    }
+    out = api.post("/device", body, status=400)
+    assert out["message"] == "a device can not have repeated attributes"
+    assert api.get("/device")["devices"] == []
