@@ -35,9 +35,10 @@ test-integration: install ## Only the integration tests (real servers on free po
 test-e2e: install ## Only the end-to-end tests (the whole platform through the gateway)
 	@$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
-lint: install ## ruff (lint and format check), mypy, and decK's check of gateway/kong.yml
-	@echo "==> lint: ruff, mypy and deck validate"
+lint: install ## ruff (lint and format check), import rules (import-linter), mypy, and decK's check of gateway/kong.yml
+	@echo "==> lint: ruff, lint-imports, mypy and deck validate"
 	@.venv/bin/ruff check --quiet .
 	@.venv/bin/ruff format --check --quiet .
-	@.venv/bin/mypy --no-error-summary ondas ondasctl auth device_manager history persister agents
+	@out=$$(.venv/bin/lint-imports --no-cache --no-logo 2>&1) || { echo "$$out"; exit 1; }
+	@.venv/bin/mypy --no-error-summary ondas ondasctl auth device_manager history persister agents x509_mgmt
 	@deck validate -s gateway/kong.yml

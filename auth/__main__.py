@@ -1,4 +1,4 @@
-"""``python -m auth``: serve the auth API."""
+"""``python -m auth``: serve the auth API (gunicorn; each worker also runs the tenancy outbox relay's thread)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ def main() -> None:
     settings = Settings.from_env()
     log.setup("auth", settings.common.log_level)
     prepare(settings)
-    serve(lambda: build(settings), settings.common.bind_host, settings.http_port, workers=2, threads=8)
+    serve(
+        lambda: build(settings), settings.common.bind_host, settings.http_port, workers=settings.http_workers, threads=8
+    )
 
 
 if __name__ == "__main__":

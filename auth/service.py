@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import secrets
 import time
 import uuid
@@ -17,11 +18,10 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 from typing import Any
 
 import jwt
-from confluent_kafka import KafkaException
 from prometheus_client import Counter
 
 from auth import pdp
-from auth.cache_redis import GONE, RedisAuthCache
+from auth.events import TenancyRelay
 from auth.models import (
     ADMIN_GROUP,
     USER_GROUP,
@@ -36,13 +36,11 @@ from auth.models import (
 )
 from auth.passwords import UNUSABLE, Hasher, PasswordPolicy
 from auth.store_postgres import PostgresAuthStore
+from auth.store_redis import GONE, RedisAuthCache
 from ondas.authn import ALGORITHM, decode, principal_from_claims
-from ondas.contracts import TenancyEvent
 from ondas.errors import Conflict, Forbidden, Invalid, NotFound, OndasError, Unauthenticated
-from ondas.kafka import Producer, delete_tenant_topics, ensure_topics
 from ondas.service_identity import parse_service_authorization, verify_service_key
 from ondas.tenant import validate_tenant
-from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS, TENANCY_TOPIC, tenant_topics
 
 log = logging.getLogger("auth.service")
 
@@ -164,6 +162,9 @@ class AuthConfig:
     reset_ttl_seconds: int = 1800
     policy: PasswordPolicy = field(default_factory=PasswordPolicy)
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    # Test hook (AUTH_TEST_EXIT_AFTER_TENANT_COMMIT), empty in every real deployment: creating the tenant of this
+    # name ends the process right after the commit, before its tenancy event is published.
+    test_exit_after_tenant_commit: str = ""
 
 
 class AuthService:
@@ -173,15 +174,14 @@ class AuthService:
         cache: RedisAuthCache,
         config: AuthConfig,
         hasher: Hasher,
-        producer: Producer | None,
-        kafka_bootstrap: str | None,
+        tenancy: TenancyRelay | None,
     ) -> None:
+        """``tenancy``: publishes the tenancy events the store queued (None: they stay queued)."""
         self._store = store
         self._cache = cache
         self._cfg = config
         self._hasher = hasher
-        self._producer = producer
-        self._bootstrap = kafka_bootstrap
+        self._tenancy = tenancy
         # Verified when a username is unknown, so a login takes as long whether or not the user exists.
         self._dummy_hash = hasher.hash(secrets.token_hex(16))
 
@@ -453,24 +453,24 @@ class AuthService:
         self._require_tenant_admin(caller, "manage tenants")
 
     def create_tenant(self, tenant: object) -> bool:
+        """Create ``tenant``; True when it is new. Its CREATE event is committed with it (the outbox) and
+        published at once, after its topics were made; an existing tenant only gets the topics it lacks."""
         if not isinstance(tenant, str):
             raise Invalid('send {"tenant": "<name>"}')
         validate_tenant(tenant)
         created = self._store.create_tenant(tenant)
-        if created and self._bootstrap:
-            # A new tenant starts with no topics from before: whatever a former tenant of this name left goes.
-            delete_tenant_topics(self._bootstrap, tenant)
-        if self._bootstrap:
-            ensure_topics(
-                self._bootstrap, [TENANCY_TOPIC, *tenant_topics(tenant, [DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS])]
-            )
         if created:
+            self._test_exit_after_commit(tenant)
             self._changed(tenant)
-            self._publish("CREATE", tenant)
+            self._publish_pending()
             log.info("tenant created", extra={"tenant": tenant})
+        elif self._tenancy is not None:
+            self._tenancy.ensure_topics(tenant)
         return created
 
     def delete_tenant(self, tenant: str) -> None:
+        """Delete ``tenant`` and everything of it. Its DELETE event is committed with it (the outbox) and
+        published at once; then its topics are deleted."""
         validate_tenant(tenant)
         if tenant == self._cfg.management_tenant:
             raise Invalid("the management tenant cannot be deleted")
@@ -480,20 +480,26 @@ class AuthService:
         for uid in user_ids:
             self._cache.set_version(tenant, uid, GONE)
         self._changed(tenant)
-        self._publish("DELETE", tenant)
-        topics: list[str] = []
-        if self._bootstrap:
-            try:
-                topics = delete_tenant_topics(self._bootstrap, tenant)
-            except KafkaException:
-                # Not fatal: the tenant is gone, and creating it again deletes what is left.
-                log.exception("could not delete the deleted tenant's topics", extra={"tenant": tenant})
-        log.info("tenant deleted", extra={"tenant": tenant, "users_removed": len(user_ids), "topics_deleted": topics})
+        self._publish_pending()
+        log.info("tenant deleted", extra={"tenant": tenant, "users_removed": len(user_ids)})
 
-    def _publish(self, kind: str, tenant: str) -> None:
-        if self._producer is not None:
-            event = TenancyEvent(type=kind, tenant=tenant)  # type: ignore[arg-type]
-            self._producer.send_and_wait(TENANCY_TOPIC, event.to_bytes(), key=tenant)
+    def _publish_pending(self) -> None:
+        """Publish the queued tenancy events now. When that fails (broker away), the change stays committed and
+        its event queued: the relay's thread publishes it (see auth.events)."""
+        if self._tenancy is None:
+            return
+        try:
+            self._tenancy.drain()
+        except Exception as exc:  # noqa: BLE001  (nothing is lost: the event is in the outbox)
+            log.warning(
+                "tenancy event not published yet; the relay will retry", extra={"error": f"{type(exc).__name__}: {exc}"}
+            )
+
+    def _test_exit_after_commit(self, tenant: str) -> None:
+        if self._cfg.test_exit_after_tenant_commit and tenant == self._cfg.test_exit_after_tenant_commit:
+            log.critical("test hook: exiting after the tenant's commit, before its event", extra={"tenant": tenant})
+            # 3 is gunicorn's "worker failed to boot": its master then stops too, so the whole service dies here.
+            os._exit(3)
 
     # -- users -------------------------------------------------------------------------------------------------
     def _user(self, tenant: str, ref: object) -> User:

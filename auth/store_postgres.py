@@ -1,13 +1,18 @@
-"""Tenants, users, groups, permissions and their relations in PostgreSQL.
+"""Tenants, users, groups, permissions and their relations in PostgreSQL, and the tenancy outbox.
 
 Every query about users, groups or permissions names the tenant (``service``): a row of another tenant is
 never read, changed or counted, so "not found" is all a caller ever learns about another tenant's rows.
+
+Creating or deleting a tenant writes its tenancy event to ``tenancy_outbox`` in the same transaction; the relay
+(:mod:`auth.events`) publishes it. The schema is created and migrated at start (``SCHEMA``: every statement is
+idempotent, so a database of an earlier version gets the tables it lacks, the outbox among them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, LiteralString
 
 import psycopg
@@ -105,7 +110,26 @@ CREATE TABLE IF NOT EXISTS revoked_tokens (
     service TEXT NOT NULL,
     expires TIMESTAMPTZ NOT NULL
 );
+-- The tenancy events of committed tenant changes, in commit order, until the relay has published them (auth.events).
+-- ``topics_ready``: a CREATE's topics were made (a former tenant's deleted first); ``sent``: the broker accepted it.
+CREATE TABLE IF NOT EXISTS tenancy_outbox (
+    seq BIGSERIAL PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('CREATE', 'DELETE')),
+    tenant TEXT NOT NULL,
+    created TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    topics_ready BOOLEAN NOT NULL DEFAULT false,
+    sent TIMESTAMPTZ
+);
+CREATE INDEX IF NOT EXISTS tenancy_outbox_pending ON tenancy_outbox (seq) WHERE sent IS NULL;
 """
+
+#: Held (per session) by the one relay that publishes the outbox at a time.
+RELAY_LOCK = 827364502
+#: Taken by every transaction that writes the outbox, until it commits: sequence numbers then follow commit order,
+#: so the relay never publishes a later change before an earlier one.
+OUTBOX_WRITE_LOCK = 827364503
+#: How long published rows are kept (for inspection) before they are removed.
+SENT_RETENTION_DAYS = 7
 
 
 def _user_cols(alias: str = "") -> str:
@@ -219,6 +243,42 @@ def _migrate_permission_ids(cur: _Cursor) -> None:
     cur.execute("ALTER TABLE permissions ADD CONSTRAINT permissions_service_id_key UNIQUE (service, id)")
 
 
+def _queue_tenancy_event(cur: _Cursor, kind: str, tenant: str) -> None:
+    cur.execute("SELECT pg_advisory_xact_lock(%s)", (OUTBOX_WRITE_LOCK,))
+    cur.execute("INSERT INTO tenancy_outbox (kind, tenant) VALUES (%s, %s)", (kind, tenant))
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    seq: int
+    kind: str
+    tenant: str
+    created_ms: int  # when the change was committed (epoch milliseconds)
+    topics_ready: bool
+
+
+# -- the relay's side of the outbox (its own autocommit connection) -----------------------------------------
+def pending_tenancy_events(conn: psycopg.Connection[Any], limit: int) -> list[OutboxEvent]:
+    rows = conn.execute(
+        "SELECT seq, kind, tenant, (extract(epoch FROM created) * 1000)::bigint, topics_ready FROM tenancy_outbox"
+        " WHERE sent IS NULL ORDER BY seq LIMIT %s",
+        (limit,),
+    ).fetchall()
+    return [OutboxEvent(int(r[0]), r[1], r[2], int(r[3]), bool(r[4])) for r in rows]
+
+
+def mark_topics_ready(conn: psycopg.Connection[Any], seq: int) -> None:
+    conn.execute("UPDATE tenancy_outbox SET topics_ready = true WHERE seq = %s", (seq,))
+
+
+def mark_sent(conn: psycopg.Connection[Any], seq: int) -> None:
+    conn.execute("UPDATE tenancy_outbox SET sent = now() WHERE seq = %s", (seq,))
+
+
+def prune_sent(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("DELETE FROM tenancy_outbox WHERE sent < now() - make_interval(days => %s)", (SENT_RETENTION_DAYS,))
+
+
 class PostgresAuthStore:
     def __init__(self, url: str) -> None:
         self._pool = ConnectionPool(url, min_size=1, max_size=8, open=True)
@@ -255,8 +315,9 @@ class PostgresAuthStore:
             return cur.execute("SELECT 1 FROM tenants WHERE name = %s", (name,)).fetchone() is not None
 
     def create_tenant(self, name: str) -> bool:
-        """Create the tenant with its default profiles; True when it is new. Idempotent: the default profiles
-        are created when missing (also for tenants of the first version)."""
+        """Create the tenant with its default profiles; True when it is new (its CREATE event is then queued in
+        the outbox, in the same transaction). Idempotent: the default profiles are created when missing (also for
+        tenants of the first version)."""
         with self._tx() as cur:
             created = cur.execute("INSERT INTO tenants (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,)).rowcount
             # The catalogue, with its fixed ids; an entry the tenant lacks is added (system permissions cannot be
@@ -295,14 +356,18 @@ class PostgresAuthStore:
                 " ON CONFLICT DO NOTHING",
                 (name,),
             )
+            if created == 1:
+                _queue_tenancy_event(cur, "CREATE", name)  # last: the outbox lock is held only until the commit
             return created == 1
 
     def delete_tenant(self, name: str) -> list[int] | None:
-        """Remove the tenant and everything of it; the ids of its users, or None when there was no such tenant."""
+        """Remove the tenant and everything of it, queueing its DELETE event in the outbox (same transaction); the
+        ids of its users, or None when there was no such tenant."""
         with self._tx() as cur:
             ids = [r["id"] for r in cur.execute("SELECT id FROM users WHERE service = %s", (name,))]
             if cur.execute("DELETE FROM tenants WHERE name = %s", (name,)).rowcount == 0:
                 return None
+            _queue_tenancy_event(cur, "DELETE", name)
             return ids
 
     # -- users -------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import Any
 import requests
 from confluent_kafka import Consumer, TopicPartition
 
-from agents.core.credentials import CredentialStore
+from agents.core.credentials_redis import RedisCredentialStore as CredentialStore
 from bench.common import Request, Result, load, print_table, wait_until
 from ondas.kafka import consumer_config, ensure_topics
 from ondas.topics import device_data, device_events

@@ -8,7 +8,7 @@ import logging
 from flask import Flask
 
 from device_manager import api
-from device_manager.outbox import OutboxRelay
+from device_manager.events import OutboxRelay
 from device_manager.service import DeviceManager
 from device_manager.settings import Settings
 from device_manager.store_postgres import PostgresStore

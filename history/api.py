@@ -1,11 +1,12 @@
-"""HTTP of history: parse the query string, call the service, render JSON. No business rules here."""
+"""HTTP of history: parse the query string, call the service (injected: :func:`blueprint`), render JSON or CSV.
+No business rules here."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from history.csv_render import to_csv
 from history.models import COUNT_PARAMS, KIND_ALL, KINDS, SHAPE_DOJOT, SHAPES, Cursor, HistoryQuery, Page
@@ -13,8 +14,6 @@ from history.service import HistoryService
 from ondas.errors import Invalid
 from ondas.timestamps import parse_timestamp
 from ondas.web import int_arg, principal
-
-bp = Blueprint("history", __name__)
 
 
 def parse_attrs(values: Iterable[str]) -> tuple[str, ...]:
@@ -74,11 +73,6 @@ def wants_csv() -> bool:
     return best == "text/csv" and request.accept_mimetypes["text/csv"] > request.accept_mimetypes["application/json"]
 
 
-def _service() -> HistoryService:
-    service: HistoryService = current_app.extensions["history_service"]
-    return service
-
-
 def next_link(query: HistoryQuery, cursor: Cursor) -> str:
     """The ``Link`` of the next page: this request's query string with the cursor's date (epoch ms, which
     dateFrom/dateTo accept and which parses exactly) and the counts lowered by what this page returned. A
@@ -99,26 +93,31 @@ def paging_headers(query: HistoryQuery, page: Page) -> dict[str, str]:
     return headers
 
 
-@bp.get("/device/<device_id>/history")
-def device_history(device_id: str) -> Response:
-    tenant = principal().tenant
-    query = parse_query()
-    page = _service().page(tenant, device_id, query)
-    headers = paging_headers(query, page)
-    if wants_csv():
-        body = to_csv(page.rows(), with_kind=page.with_kind)
-        return Response(body, content_type="text/csv; charset=utf-8", headers=headers)
-    resp = jsonify(page.to_json())
-    resp.headers.update(headers)
-    return resp
+def blueprint(service: HistoryService) -> Blueprint:
+    """The routes of history, calling ``service``."""
+    bp = Blueprint("history", __name__)
 
+    @bp.get("/device/<device_id>/history")
+    def device_history(device_id: str) -> Response:
+        tenant = principal().tenant
+        query = parse_query()
+        page = service.page(tenant, device_id, query)
+        headers = paging_headers(query, page)
+        if wants_csv():
+            body = to_csv(page.rows(), with_kind=page.with_kind)
+            return Response(body, content_type="text/csv; charset=utf-8", headers=headers)
+        resp = jsonify(page.to_json())
+        resp.headers.update(headers)
+        return resp
 
-@bp.get("/device/<device_id>/latest")
-def device_latest(device_id: str) -> Response:
-    """The newest reading of each attribute, keyed by attribute (the entries are history's); ``{}`` for an
-    existing device without readings, 404 for a device that does not exist."""
-    tenant = principal().tenant
-    latest = _service().latest(tenant, device_id, parse_attrs(request.args.getlist("attr")))
-    if wants_csv():
-        return Response(to_csv(latest.values()), content_type="text/csv; charset=utf-8")
-    return jsonify({attr: e.to_json() for attr, e in latest.items()})
+    @bp.get("/device/<device_id>/latest")
+    def device_latest(device_id: str) -> Response:
+        """The newest reading of each attribute, keyed by attribute (the entries are history's); ``{}`` for an
+        existing device without readings, 404 for a device that does not exist."""
+        tenant = principal().tenant
+        latest = service.latest(tenant, device_id, parse_attrs(request.args.getlist("attr")))
+        if wants_csv():
+            return Response(to_csv(latest.values()), content_type="text/csv; charset=utf-8")
+        return jsonify({attr: e.to_json() for attr, e in latest.items()})
+
+    return bp

@@ -6,7 +6,7 @@ import re
 
 from flask import Flask
 
-from history.api import bp
+from history.api import blueprint
 from history.service import HistoryService, HistoryStore
 from history.settings import HistorySettings
 from history.store_mongo import MongoHistoryStore
@@ -39,6 +39,5 @@ def create_history_app(settings: HistorySettings, store: HistoryStore | None = N
 
     token_check = TokenCheck.from_settings(settings.common, public_key, gateway_path=gateway_path)
     app = create_app("history", health, public_key=public_key, token_check=token_check)
-    app.extensions["history_service"] = HistoryService(store, settings.max_results)
-    app.register_blueprint(bp)
+    app.register_blueprint(blueprint(HistoryService(store, settings.max_results)))
     return app

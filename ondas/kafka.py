@@ -12,6 +12,11 @@ Guarantees (see docs/kafka-contract.md):
 Settings are valid on the embedded broker and on Apache Kafka alike: 6000 ms sessions, a short fetch wait
 (the embedded broker does not wake a waiting fetch on new data) and ``earliest`` offset reset (its
 ``latest`` offset is unreliable).
+
+While a RETRY error is being retried, the loop pauses the partitions of its assignment and keeps polling during
+each back-off, so the member keeps its heartbeats and its poll interval however long the outage lasts; it
+resumes (and seeks back to the offset after the last message handled) once the handler succeeded. Only one
+handler call has to fit in ``max.poll.interval.ms``.
 """
 
 from __future__ import annotations
@@ -46,6 +51,11 @@ OFFSET_GAPS = Counter(
 HANDLER_ERRORS = Counter(
     "ondas_kafka_handler_errors_total", "Handler failures by the policy applied", ["group", "policy"]
 )
+REBALANCES = Counter(
+    "ondas_kafka_rebalances_total",
+    "Partition assignments a consumer loop received, and revocations and losses of them",
+    ["group", "event"],
+)
 
 Headers = list[tuple[str, str | bytes | None]]
 
@@ -70,6 +80,11 @@ def consumer_config(bootstrap: str, group_id: str, **extra: Any) -> dict[str, An
             "heartbeat.interval.ms": 2000,
             "fetch.wait.max.ms": 20,
             "topic.metadata.refresh.interval.ms": 2000,
+            # The longest time between two polls before librdkafka takes this member out of its group. The loop
+            # polls during every retry back-off (see ConsumerLoop), so this bounds one handler call only: the
+            # longest are a tenant purge (a tenant's rows or database removed) and a batch whose writes wait on
+            # timeouts of 30 s (producer, auth); 5 minutes is well above both.
+            "max.poll.interval.ms": 300000,
         }
     )
     cfg.update(extra)
@@ -146,9 +161,15 @@ class Producer:
             self._producer.poll(0.05)
 
     def send(
-        self, topic: str, value: bytes, key: str | bytes | None = None, headers: Headers | None = None
+        self,
+        topic: str,
+        value: bytes,
+        key: str | bytes | None = None,
+        headers: Headers | None = None,
+        timestamp_ms: int | None = None,
     ) -> Future[Message]:
-        """Queue a message; the future resolves when the broker accepted it (or fails with Unavailable)."""
+        """Queue a message; the future resolves when the broker accepted it (or fails with Unavailable).
+        ``timestamp_ms``: the message's timestamp (epoch milliseconds) when it is not the time of sending."""
         fut: Future[Message] = Future()
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
@@ -161,7 +182,14 @@ class Producer:
 
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+                self._producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    on_delivery=on_delivery,
+                    timestamp=timestamp_ms or 0,
+                )
                 return fut
             except BufferError:
                 self._producer.poll(0.05)
@@ -273,6 +301,15 @@ class ConsumerLoop:
     the error applies to the batch: RETRY re-runs it, DEAD_LETTER falls back to one message at a time so
     only the bad ones go to the dead-letter topic, STOP stops). Use :func:`per_message` to wrap a
     one-message handler.
+
+    Between the attempts of a RETRY, the loop pauses every partition of its assignment (the batch's and the
+    others: a RETRY error is a dependency that is down, and the batch's order must hold) and keeps polling
+    through the back-off, so the member stays in its group (heartbeats, ``max.poll.interval.ms``) and answers
+    rebalances. When the handler succeeds, the partitions are resumed and each is sought to the offset after the
+    last message handled (or back to the first message a poll returned meanwhile), so nothing is skipped or
+    reordered. A rebalance that revokes or loses the partitions during a back-off ends the retry: the batch is
+    left unhandled and uncommitted, and whichever member gets the partitions (this one, possibly) starts again
+    at the committed offsets.
     """
 
     def __init__(
@@ -302,6 +339,10 @@ class ConsumerLoop:
         self.ready = threading.Event()
         self.last_error: str | None = None
         self._gaps = GapGuard(group_id)
+        # Retry state, touched only by the loop's thread (rebalance callbacks run inside its polls).
+        self._generation = 0  # bumped on every revocation or loss of partitions
+        self._paused: list[TopicPartition] = []
+        self._rewind: dict[Partition, int] = {}  # first offset a poll returned during a back-off, per partition
 
     # -- control -------------------------------------------------------------------------------------------
     def set_topics(self, topics: Iterable[str]) -> None:
@@ -351,13 +392,36 @@ class ConsumerLoop:
             log.info("seek back not possible", extra={"group": self.group_id, "error": str(exc)})
 
     def _assigned(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        REBALANCES.labels(self.group_id, "assigned").inc()
         self._gaps.reset()
         self.ready.set()
+
+    def _revoked(self, consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        REBALANCES.labels(self.group_id, "revoked").inc()
+        self._drop_retry_state(consumer)
+
+    def _lost(self, consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        REBALANCES.labels(self.group_id, "lost").inc()
+        log.warning("partitions lost (this member left its group)", extra={"group": self.group_id})
+        self._drop_retry_state(consumer)
+
+    def _drop_retry_state(self, consumer: Consumer) -> None:
+        """The partitions go (the loop uses the default, eager assignors: a revocation takes all of them): a retry
+        in progress gives its batch up, and what it paused is resumed while still assigned, so no pause carries
+        over to a later assignment, which starts at the committed offsets."""
+        self._generation += 1
+        paused, self._paused = self._paused, []
+        self._rewind.clear()
+        if paused:
+            try:
+                consumer.resume(paused)
+            except KafkaException as exc:
+                log.info("resume on revocation not possible", extra={"group": self.group_id, "error": str(exc)})
 
     def _subscribe(self, consumer: Consumer) -> None:
         if self._topics:
             # Ready once the group has assigned this member its share (possibly none of the partitions).
-            consumer.subscribe(self._topics, on_assign=self._assigned)
+            consumer.subscribe(self._topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
             log.info("subscribed", extra={"group": self.group_id, "topics": self._topics})
         else:
             consumer.unsubscribe()
@@ -371,6 +435,13 @@ class ConsumerLoop:
         return False
 
     def _process(self, consumer: Consumer, batch: list[Message]) -> None:
+        generation = self._generation
+        try:
+            self._attempts(consumer, batch, generation)
+        finally:
+            self._end_pause(consumer, batch, generation)
+
+    def _attempts(self, consumer: Consumer, batch: list[Message], generation: int) -> None:
         attempt = 0
         while True:
             try:
@@ -388,15 +459,16 @@ class ConsumerLoop:
                         "handler failed, retrying",
                         extra={"group": self.group_id, "error": self.last_error, "attempt": attempt},
                     )
-                    self._stop.wait(delay)
+                    if not self._back_off(consumer, delay, generation):
+                        return
                     continue
                 if policy is Policy.DEAD_LETTER:
-                    self._one_by_one(consumer, batch)
+                    self._one_by_one(consumer, batch, generation)
                     return
                 log.error("handler failed, stopping", extra={"group": self.group_id, "error": self.last_error})
                 raise StopConsuming(self.last_error) from exc
 
-    def _one_by_one(self, consumer: Consumer, batch: list[Message]) -> None:
+    def _one_by_one(self, consumer: Consumer, batch: list[Message], generation: int) -> None:
         for msg in batch:
             attempt = 0
             while True:
@@ -410,10 +482,59 @@ class ConsumerLoop:
                         break
                     if policy is Policy.RETRY and not self._stop.is_set():
                         attempt += 1
-                        self._stop.wait(backoff_delay(attempt, self._backoff))
+                        if not self._back_off(consumer, backoff_delay(attempt, self._backoff), generation):
+                            return
                         continue
                     raise StopConsuming(f"{type(exc).__name__}: {exc}") from exc
             self._commit(consumer, [msg])
+
+    def _back_off(self, consumer: Consumer, delay: float, generation: int) -> bool:
+        """Wait ``delay`` seconds before the next attempt, with the assignment paused, polling all along (so the
+        member keeps its place in the group). False when the partitions were revoked or lost meanwhile: the
+        batch is then given up, uncommitted."""
+        if self._generation != generation:
+            return False
+        if not self._paused:
+            self._paused = list(consumer.assignment())
+            if self._paused:
+                consumer.pause(self._paused)
+        deadline = time.monotonic() + delay
+        while not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            for msg in consumer.consume(self._batch_size, timeout=min(remaining, 0.2)):
+                if msg.error() is None:  # not expected from paused partitions: read it again after the retry
+                    key = (msg.topic() or "", msg.partition() or 0)
+                    offset = msg.offset() or 0
+                    self._rewind[key] = min(self._rewind.get(key, offset), offset)
+            if self._generation != generation:
+                log.info(
+                    "partitions revoked during a retry; batch left to their next owner", extra={"group": self.group_id}
+                )
+                return False
+        return True
+
+    def _end_pause(self, consumer: Consumer, batch: list[Message], generation: int) -> None:
+        """Resume what a retry paused and seek each partition to where reading must go on: after the last
+        message of the batch, or back to the first message a poll returned during the back-off."""
+        paused, rewind = self._paused, dict(self._rewind)
+        self._paused = []
+        self._rewind.clear()
+        if not paused or self._generation != generation:
+            return
+        targets: dict[Partition, int] = {}
+        for m in batch:
+            key = (m.topic() or "", m.partition() or 0)
+            targets[key] = max(targets.get(key, -1), (m.offset() or 0) + 1)
+        for key, offset in rewind.items():
+            targets[key] = min(targets.get(key, offset), offset)
+        try:
+            consumer.resume(paused)
+            for (topic, partition), offset in sorted(targets.items()):
+                consumer.seek(TopicPartition(topic, partition, offset))
+        except KafkaException as exc:  # no longer assigned: the next owner starts at the committed offset
+            log.info("resume after a retry not possible", extra={"group": self.group_id, "error": str(exc)})
 
     def _dead_letter(self, msg: Message, exc: BaseException) -> None:
         send_to_dead_letter(self._bootstrap, msg, f"{type(exc).__name__}: {exc}", self.group_id)

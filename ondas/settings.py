@@ -24,6 +24,12 @@ def env_str(name: str, default: str | None = None) -> str:
     return value
 
 
+def env_optional(name: str) -> str | None:
+    """The value of ``name``, or None when it is not set (or empty)."""
+    value = os.environ.get(name)
+    return value if value else None
+
+
 def env_int(name: str, default: int, minimum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -63,7 +69,9 @@ class CommonSettings:
     jwt_public_key_file: str
     log_level: str
     bind_host: str
-    # The tenant whose administrators run the platform (process-wide operations such as a log level).
+    # The tenant whose administrators run the platform (``ONDAS_MANAGEMENT_TENANT``): they create and delete tenants
+    # (auth reads this same setting) and run process-wide operations such as a log level. Not the prefix of the
+    # platform-wide topics (ondas.tenant.MANAGEMENT_TOPIC_PREFIX).
     management_tenant: str = "admin"
     # How services check callers (ondas.authn.TokenCheck): "full" asks auth about every token and route (what the
     # gateway asks) and verifies service identities on internal routes; "signature" checks token signatures only

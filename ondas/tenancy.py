@@ -1,6 +1,11 @@
 """Tenancy bootstrap: learn the tenants from auth at start, then follow ``dojot-management.dojot.tenancy``
 so that a tenant created at run time works without restarting anything; and :class:`TenantPurge`, through
-which each service removes what it stored of a deleted tenant."""
+which each service removes what it stored of a deleted tenant.
+
+auth publishes the tenancy events at least once (its outbox), so an event may come twice in a row. Both readers
+take that as it is: the tracker keeps a set (a repeated CREATE or DELETE changes nothing, and the topics it
+creates exist already), and a purge is idempotent and, for a tenant that exists again, removes only what it can
+date before the event's timestamp (the time of the deletion, however late the event was relayed)."""
 
 from __future__ import annotations
 

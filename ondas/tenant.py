@@ -9,8 +9,10 @@ import re
 from ondas.errors import Invalid
 
 TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,62}$")
-# "dojot-management" is the management tenant's topic prefix (seed contract); it is not a data tenant.
-MANAGEMENT_TENANT = "dojot-management"
+# The prefix of the platform-wide topics (dojot's contract: ``dojot-management.dojot.tenancy``). It is not a tenant:
+# no tenant has this name (it is not even a valid tenant name), and it has nothing to do with the administrators'
+# tenant, ``ONDAS_MANAGEMENT_TENANT`` (``admin``; ondas.settings.CommonSettings.management_tenant).
+MANAGEMENT_TOPIC_PREFIX = "dojot-management"
 
 
 def validate_tenant(name: str) -> str:

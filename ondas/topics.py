@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ondas.tenant import MANAGEMENT_TENANT, validate_tenant
+from ondas.tenant import MANAGEMENT_TOPIC_PREFIX, validate_tenant
 
 DEVICE_DATA = "device-data"
 DEVICE_EVENTS = "dojot.device-manager.device"
@@ -15,7 +15,7 @@ DEVICE_LIVENESS = "device-liveness"
 TENANCY = "dojot.tenancy"
 DEAD_LETTER_SUFFIX = ".dlq"
 
-TENANCY_TOPIC = f"{MANAGEMENT_TENANT}.{TENANCY}"
+TENANCY_TOPIC = f"{MANAGEMENT_TOPIC_PREFIX}.{TENANCY}"
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def dead_letter(name: str) -> str:
 def parse(name: str) -> Topic:
     """Split a topic name into tenant and subject; raises ValueError for a name not in the grammar."""
     if name == TENANCY_TOPIC:
-        return Topic(MANAGEMENT_TENANT, TENANCY)
+        return Topic(MANAGEMENT_TOPIC_PREFIX, TENANCY)
     tenant, sep, subject = name.partition(".")
     if not sep or not subject:
         raise ValueError(f"topic {name!r} is not <tenant>.<subject>")

@@ -228,8 +228,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_device_cert(args: argparse.Namespace) -> int:
     """Issue a device client certificate signed by the platform CA (until x509_mgmt exists)."""
+    from ondas.ca import issue_device_cert
     from ondas.errors import Invalid
-    from ondasctl.pki import issue_device_cert
 
     pki_dir = _data_dir(args) / "pki"
     try:

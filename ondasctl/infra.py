@@ -295,7 +295,7 @@ def mosquitto_pid_file(cfg: Config) -> Path:
 
 
 def mosquitto_prepare(cfg: Config) -> None:
-    from ondasctl.pki import ensure_ca_and_server_cert, write_crl
+    from ondas.ca import ensure_ca_and_server_cert, write_crl
 
     d = cfg.data_dir / "mosquitto"
     d.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import requests
 
+from ondas.ca import CA_CERT, CRL_FILE
 from ondas.service_identity import derive_service_key
-from ondasctl import infra, pki
+from ondasctl import infra
 from ondasctl.config import DEVICE_CREDENTIALS_SECRET, Config
 from ondasctl.procs import ProcSpec
 
@@ -144,7 +145,7 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
                 # (the HTTP agent verifies them); in credentials mode the broker's plugin gets them too.
                 "MQTT_AGENT_API_PORT": str(p["mqtt_agent_api"]),
                 "MQTT_AGENT_REDIS_URL": cfg.redis_url,
-                # Binds each stored password hash to its tenant and device (agents.core.credentials).
+                # Binds each stored password hash to its tenant and device (agents.core.credentials_redis).
                 "MQTT_AGENT_CREDENTIALS_KEY": cfg.secret(DEVICE_CREDENTIALS_SECRET, 32),
                 # The dynamic security plugin: on the device listener in credentials mode (device passwords), on
                 # the internal listener in unsecured mode (there only to end a removed device's sessions).
@@ -187,10 +188,10 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
                 "HTTP_AGENT_CREDENTIALS_KEY": cfg.secret(DEVICE_CREDENTIALS_SECRET, 32),
                 "HTTP_AGENT_TLS_CERT": str(cfg.data_dir / "pki" / "server.pem"),
                 "HTTP_AGENT_TLS_KEY": str(cfg.data_dir / "pki" / "server.key"),
-                "HTTP_AGENT_TLS_CA": str(cfg.data_dir / "pki" / pki.CA_CERT),
-                "HTTP_AGENT_TLS_CRL": str(cfg.data_dir / "pki" / pki.CRL_FILE),
+                "HTTP_AGENT_TLS_CA": str(cfg.data_dir / "pki" / CA_CERT),
+                "HTTP_AGENT_TLS_CRL": str(cfg.data_dir / "pki" / CRL_FILE),
             },
-            ca=cfg.data_dir / "pki" / pki.CA_CERT,
+            ca=cfg.data_dir / "pki" / CA_CERT,
         ),
     ]
 

@@ -3,20 +3,16 @@ device (what the device manager said exists)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ondas import points_layout
 from ondas.contracts import ContractError, DeviceData, DeviceEvent
+from ondas.points_layout import KIND_COMMAND, KIND_READING
 
 #: ``Point.source`` of a value the device sent (``device-data``) and of a value sent to the device (``configure``).
 FROM_DEVICE = "device"
 ACTUATION = "configure"
-
-#: ``kind`` of a stored point (the field history filters on): what the device reported, or a command sent to it.
-KIND_READING = "reading"
-KIND_COMMAND = "command"
 
 
 class TenantMismatch(ContractError):
@@ -43,6 +39,7 @@ class Point:
 
     @property
     def kind(self) -> str:
+        """The stored ``kind`` (:mod:`ondas.points_layout`): a reading, or a command sent to the device."""
         return KIND_READING if self.is_reading else KIND_COMMAND
 
 
@@ -64,15 +61,12 @@ class WriteResult:
 
 
 def point_id(device_id: str, attr: str, ts_ms: int, value: Any, source: str = FROM_DEVICE) -> str:
-    """A deterministic id: the same reading always gets the same id, so storing it twice is a no-op.
+    """A deterministic id (:func:`ondas.points_layout.point_id`): the same reading always gets the same id, so
+    storing it twice is a no-op.
 
     Two different values of one attribute at the same instant are two points (dojot kept both). An actuation
     never shares an id with a reading of the same value at the same instant."""
-    key: list[Any] = [device_id, attr, ts_ms, value]
-    if source != FROM_DEVICE:
-        key.append(source)
-    canonical = json.dumps(key, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+    return points_layout.point_id(device_id, attr, ts_ms, value, None if source == FROM_DEVICE else source)
 
 
 def points_from(data: DeviceData, topic_tenant: str) -> list[Point]:

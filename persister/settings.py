@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ondas.points_layout import DEFAULT_DB_PREFIX
 from ondas.settings import CommonSettings, env_choice, env_int, env_str
 
-DEFAULT_DB_PREFIX = "ondas_history_"
+__all__ = ["DEFAULT_DB_PREFIX", "PersisterSettings"]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""MongoDB storage of points: one database per tenant (see the package docstring for the layout).
+"""MongoDB storage of points: one database per tenant, laid out as :mod:`ondas.points_layout` says (the contract
+history reads; docs/storage-contract.md).
 
 Driver errors are translated: an unreachable server is :class:`~ondas.errors.Unavailable` (the consumer loop
 retries), a document the server refuses is :class:`~ondas.errors.Invalid` (the loop dead-letters it).
@@ -7,53 +8,39 @@ Duplicate keys (code 11000) are success: the point or a newer latest value is al
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, DeleteOne, UpdateOne
+from pymongo import DeleteOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, WriteConcernError
 
 from ondas import mongo
+from ondas import points_layout as layout
 from ondas.errors import Invalid, Unavailable
-from ondas.tenant import tenant_database_name
+from ondas.points_layout import latest_id, to_datetime
 from persister.models import KnownDevice, Point, WriteResult
 
+__all__ = ["MongoPointStore", "device_document", "latest_id", "newest_per_key", "point_document", "to_datetime"]
+
 DUPLICATE_KEY = 11000
-TTL_INDEX = "ts_ttl"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TTL_INDEX = layout.TTL_INDEX.name
 
 Doc = dict[str, Any]
 
 
-def to_datetime(ms: int) -> datetime:
-    """Epoch ms as an aware UTC datetime, exactly (BSON dates have ms precision)."""
-    return EPOCH + timedelta(milliseconds=ms)
-
-
-def latest_id(device_id: str, attr: str) -> str:
-    return json.dumps([device_id, attr], ensure_ascii=False, separators=(",", ":"))
-
-
 def point_document(p: Point) -> Doc:
-    return {
-        "_id": p.id,
-        "device_id": p.device_id,
-        "attr": p.attr,
-        "value": p.value,
-        "ts": to_datetime(p.ts_ms),
-        "metadata": p.metadata,
-        "kind": p.kind,
-    }
+    return layout.point_document(
+        id=p.id, device_id=p.device_id, attr=p.attr, value=p.value, ts_ms=p.ts_ms, metadata=p.metadata, kind=p.kind
+    )
 
 
 def device_document(d: KnownDevice, recorded: datetime) -> Doc:
     """A known device: ``_id`` is the device id; ``recorded`` is when the persister last stored the record."""
-    return {"device_id": d.device_id, "label": d.label, "recorded": recorded}
+    return layout.device_document(d.device_id, d.label, recorded)
 
 
 def newest_per_key(points: Sequence[Point]) -> list[Point]:
@@ -85,7 +72,7 @@ class MongoPointStore:
         self._lock = threading.Lock()
 
     def database(self, tenant: str) -> Database[Doc]:
-        return self._client[tenant_database_name(self._prefix, tenant)]
+        return self._client[layout.database_name(self._prefix, tenant)]
 
     def ping(self) -> bool:
         return mongo.ping(self._client)
@@ -99,13 +86,13 @@ class MongoPointStore:
         db = self.database(tenant)
         try:
             self._ensure_indexes(tenant, db)
-            inserted = self._insert(db["points"], [point_document(p) for p in points])
+            inserted = self._insert(db[layout.POINTS], [point_document(p) for p in points])
             readings = [p for p in points if p.is_reading]
             if readings:
-                self._update_latest(db["latest"], newest_per_key(readings))
+                self._update_latest(db[layout.LATEST], newest_per_key(readings))
             actuated = {(p.device_id, p.attr) for p in points if not p.is_reading}
             if actuated:
-                self._note_actuated(db["actuated"], actuated)
+                self._note_actuated(db[layout.ACTUATED], actuated)
         except (ConnectionFailure, WriteConcernError) as exc:
             raise Unavailable(f"MongoDB is unavailable: {exc}", tenant=tenant) from exc
         return WriteResult(inserted=inserted, duplicates=len(points) - inserted)
@@ -113,11 +100,12 @@ class MongoPointStore:
     def delete_device(self, tenant: str, device_id: str) -> int:
         """Delete the device's points and latest values and forget the device; returns how many points went."""
         db = self.database(tenant)
+        of_device = {layout.DEVICE_ID: device_id}
         try:
-            deleted = db["points"].delete_many({"device_id": device_id}).deleted_count
-            db["latest"].delete_many({"device_id": device_id})
-            db["actuated"].delete_many({"device_id": device_id})
-            db["devices"].delete_one({"_id": device_id})
+            deleted = db[layout.POINTS].delete_many(of_device).deleted_count
+            db[layout.LATEST].delete_many(of_device)
+            db[layout.ACTUATED].delete_many(of_device)
+            db[layout.DEVICES].delete_one({layout.ID: device_id})
         except (ConnectionFailure, WriteConcernError) as exc:
             raise Unavailable(f"MongoDB is unavailable: {exc}", tenant=tenant) from exc
         return int(deleted)
@@ -129,13 +117,13 @@ class MongoPointStore:
             return
         now = datetime.now(UTC)
         ops: list[UpdateOne | DeleteOne] = [
-            DeleteOne({"_id": device_id})
+            DeleteOne({layout.ID: device_id})
             if device is None
-            else UpdateOne({"_id": device_id}, {"$set": device_document(device, now)}, upsert=True)
+            else UpdateOne({layout.ID: device_id}, {"$set": device_document(device, now)}, upsert=True)
             for device_id, device in changes.items()
         ]
         try:
-            self.database(tenant)["devices"].bulk_write(ops, ordered=True)
+            self.database(tenant)[layout.DEVICES].bulk_write(ops, ordered=True)
         except (ConnectionFailure, WriteConcernError) as exc:
             raise Unavailable(f"MongoDB is unavailable: {exc}", tenant=tenant) from exc
         except BulkWriteError as exc:
@@ -145,7 +133,7 @@ class MongoPointStore:
     def drop_tenant(self, tenant: str) -> None:
         """Drop the tenant's database (all its points and latest values)."""
         try:
-            self._client.drop_database(tenant_database_name(self._prefix, tenant))
+            self._client.drop_database(layout.database_name(self._prefix, tenant))
         except (ConnectionFailure, WriteConcernError) as exc:
             raise Unavailable(f"MongoDB is unavailable: {exc}", tenant=tenant) from exc
         with self._lock:
@@ -156,14 +144,14 @@ class MongoPointStore:
         created again since: what the new one stored stays). Returns how many points went."""
         db = self.database(tenant)
         cutoff = to_datetime(cutoff_ms)
-        before = {"ts": {"$lt": cutoff}}
+        before = {layout.TS: {"$lt": cutoff}}
         try:
-            deleted = db["points"].delete_many(before).deleted_count
-            db["latest"].delete_many(before)
-            db["devices"].delete_many({"recorded": {"$lt": cutoff}})
-            for device_id in db["actuated"].distinct("device_id"):
-                if db["points"].find_one({"device_id": device_id}, {"_id": 1}) is None:
-                    db["actuated"].delete_many({"device_id": device_id})
+            deleted = db[layout.POINTS].delete_many(before).deleted_count
+            db[layout.LATEST].delete_many(before)
+            db[layout.DEVICES].delete_many({layout.RECORDED: {"$lt": cutoff}})
+            for device_id in db[layout.ACTUATED].distinct(layout.DEVICE_ID):
+                if db[layout.POINTS].find_one({layout.DEVICE_ID: device_id}, {layout.ID: 1}) is None:
+                    db[layout.ACTUATED].delete_many({layout.DEVICE_ID: device_id})
         except (ConnectionFailure, WriteConcernError) as exc:
             raise Unavailable(f"MongoDB is unavailable: {exc}", tenant=tenant) from exc
         return int(deleted)
@@ -172,14 +160,9 @@ class MongoPointStore:
         with self._lock:
             if tenant in self._indexed:
                 return
-        # Serves every history query (one device and attribute, a time window, newest or oldest first) and the
-        # deletion of a removed device's points.
-        db["points"].create_index(
-            [("device_id", ASCENDING), ("attr", ASCENDING), ("ts", DESCENDING)], name="device_attr_ts"
-        )
-        db["latest"].create_index([("device_id", ASCENDING)], name="device")
-        db["actuated"].create_index([("device_id", ASCENDING)], name="device")
-        self._ensure_ttl(db["points"])
+        for index in layout.INDEXES:
+            db[index.collection].create_index(index.key_list, name=index.name)
+        self._ensure_ttl(db[layout.TTL_INDEX.collection])
         with self._lock:
             self._indexed.add(tenant)
 
@@ -190,7 +173,7 @@ class MongoPointStore:
         if current is not None:
             points.drop_index(TTL_INDEX)
         if self._ttl > 0:
-            points.create_index([("ts", ASCENDING)], name=TTL_INDEX, expireAfterSeconds=self._ttl)
+            points.create_index(layout.TTL_INDEX.key_list, name=TTL_INDEX, expireAfterSeconds=self._ttl)
 
     @staticmethod
     def _insert(points: Collection[Doc], docs: list[Doc]) -> int:
@@ -207,7 +190,7 @@ class MongoPointStore:
     def _note_actuated(actuated: Collection[Doc], keys: set[tuple[str, str]]) -> None:
         """Remember which attributes have actuation history, so history lists them with the readings."""
         ops = [
-            UpdateOne({"_id": latest_id(d, a)}, {"$set": {"device_id": d, "attr": a}}, upsert=True)
+            UpdateOne({layout.ID: latest_id(d, a)}, {"$set": layout.actuated_document(d, a)}, upsert=True)
             for d, a in sorted(keys)
         ]
         actuated.bulk_write(ops, ordered=False)
@@ -216,13 +199,11 @@ class MongoPointStore:
     def _update_latest(latest: Collection[Doc], newest: list[Point]) -> None:
         ops = []
         for p in newest:
-            doc = point_document(p)
-            key = latest_id(p.device_id, p.attr)
-            doc["_id"] = key
-            doc["point_id"] = p.id
+            doc = layout.latest_document(point_document(p))
             # Matches only an older value; when a newer (or equal) one is stored the upsert hits the
             # existing _id and fails with 11000, which means "keep the stored one".
-            ops.append(UpdateOne({"_id": key, "ts": {"$lt": doc["ts"]}}, {"$set": doc}, upsert=True))
+            older = {layout.ID: doc[layout.ID], layout.TS: {"$lt": doc[layout.TS]}}
+            ops.append(UpdateOne(older, {"$set": doc}, upsert=True))
         try:
             latest.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:

@@ -5,7 +5,7 @@ The TLS layer has already checked the chain against the platform CA (or refused 
 the agent:
 
 - the identity: the certificate's subject CN is ``<tenant>:<device-id>``, the same rule as MQTT usernames;
-- revocation: the CA's CRL (``ondasctl.pki``'s ``crl.pem``) is re-read whenever the file changes, so a
+- revocation: the CA's CRL (``ondas.ca``'s ``crl.pem``) is re-read whenever the file changes, so a
   certificate revoked while the agent runs is refused from its next request on, without a restart. A CRL
   that cannot be read refuses every certificate (never "no revocation known, let everyone in").
 """

@@ -8,6 +8,11 @@ attribute's ``value_type``, or the whole message is rejected (reason ``wrong_typ
 string for a float is misconfigured, and half a message would be a lie about when values were gathered).
 Keys that are none of the device's attributes are forwarded unchanged and counted (dojot forwards them too;
 consumers decide what to keep).
+
+Headers (:func:`device_headers`, the one builder of the headers of every record an agent publishes for a device:
+device-data and device-liveness): ``content-type``, ``ondas-tenant``, ``ondas-device``, in this order, the same
+bytes from every agent; then ``ondas-agent: <host>:<pid>`` from an agent whose processes split the devices between
+them and keep a device's order per process (the MQTT agent's shards), naming the process that forwarded it.
 """
 
 from __future__ import annotations
@@ -50,6 +55,18 @@ class DeviceRef:
     def username(self) -> str:
         """The identity of the device: ``<tenant>:<device-id>`` (the MQTT username and certificate CN)."""
         return f"{self.tenant}:{self.device_id}"
+
+
+Headers = list[tuple[str, str | bytes | None]]
+FORWARDER_HEADER = "ondas-agent"
+
+
+def device_headers(tenant: str, device_id: str, forwarder: str | None = None) -> Headers:
+    """The headers of a record about a device (see the module's doc); ``forwarder``: the agent process."""
+    headers: Headers = [("content-type", "application/json"), ("ondas-tenant", tenant), ("ondas-device", device_id)]
+    if forwarder is not None:
+        headers.append((FORWARDER_HEADER, forwarder))
+    return headers
 
 
 def parse_device(identity: str) -> DeviceRef:
@@ -146,3 +163,12 @@ def build_device_data(ref: DeviceRef, attrs: dict[str, Any], now_ms: int) -> Dev
         metadata=DeviceDataMeta(deviceid=ref.device_id, tenant=ref.tenant, timestamp=timestamp),
         attrs=values,
     )
+
+
+def apply_rules(
+    ref: DeviceRef, attrs: dict[str, Any], types: dict[str, str], now_ms: int
+) -> tuple[DeviceData, list[str]]:
+    """The attribute policy and timestamp rule applied to one message of a device: its device-data message and the
+    keys that are none of its attributes; raises :class:`Drop` (``wrong_type``, ``bad_timestamp``)."""
+    unknown = check_attrs(attrs, types)
+    return build_device_data(ref, attrs, now_ms), unknown

@@ -1,19 +1,12 @@
-"""What every agent puts on a record it publishes for a device: a per-device timestamp that never repeats, and
-the headers that name the tenant and the device."""
+"""The agent time every agent stamps on a record it publishes for a device: per device, it never repeats (the
+headers are built by agents/core/payload.py, next to the payload model)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any
 
-from ondas.contracts import DeviceLiveness
-from ondas.kafka import Producer
 from ondas.timestamps import now_ms
-from ondas.topics import device_liveness
-
-Headers = list[tuple[str, str | bytes | None]]
 
 
 class DeviceClock:
@@ -36,14 +29,3 @@ class DeviceClock:
     def forget(self, tenant: str, device_id: str) -> None:
         with self._lock:
             self._last.pop((tenant, device_id), None)
-
-
-def device_headers(tenant: str, device_id: str) -> Headers:
-    return [("content-type", "application/json"), ("ondas-tenant", tenant), ("ondas-device", device_id)]
-
-
-def send_liveness(producer: Producer, message: DeviceLiveness) -> Future[Any]:
-    """Queue an online/offline event on ``<tenant>.device-liveness`` (key = device id)."""
-    meta = message.metadata
-    headers = device_headers(meta.tenant, meta.deviceid)
-    return producer.send(device_liveness(meta.tenant), message.to_bytes(), key=meta.deviceid, headers=headers)

@@ -1,4 +1,5 @@
-"""HTTP: parse, call the ingest rules, render. No business logic here.
+"""HTTP: parse, call the ingest rules, render. No business logic here. The routes are a blueprint with the
+agent's rules injected (:func:`blueprint`); app.py builds the Flask app around it.
 
 - ``POST /http-agent/v1/incoming-messages``: one message; 204 once Kafka accepted it.
 - ``POST /http-agent/v1/incoming-messages/create-many``: an array of messages, published in array order; 204
@@ -22,10 +23,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from agents.core.admin import admin_blueprint
 from agents.core.cache import DeviceCache
 from agents.core.certs import certificate_identity
 from agents.core.payload import Drop
@@ -34,12 +34,9 @@ from agents.http.messages import STATUS, Message, decode_json, parse_batch, pars
 from agents.http.metrics import DROPPED, RECEIVED
 from agents.http.service import Caller, Ingest, Outcome
 from ondas import jsonbody
-from ondas.authn import TokenCheck
 from ondas.errors import Unavailable
-from ondas.health import Health
 from ondas.log import bind
-from ondas.settings import CommonSettings
-from ondas.web import create_app, drain_body
+from ondas.web import drain_body
 
 log = logging.getLogger("agents.http.api")
 
@@ -59,9 +56,7 @@ class _Request:
         self.messages = 1
 
 
-def build_app(
-    service: str,
-    health: Health,
+def blueprint(
     ingest: Callable[[], Ingest],
     *,
     max_body_bytes: int,
@@ -69,15 +64,9 @@ def build_app(
     max_batch: int,
     stats: Statistics,
     cache: DeviceCache,
-    public_key: Callable[[], str],
-    management_tenant: str,
-    token_check: TokenCheck | None = None,
-) -> Flask:
-    """``ingest`` returns the agent's rules (built in the worker after fork, see app.py)."""
-    # Operator (and credential) routes: every token checked as the gateway checks it (ONDAS_AUTHZ).
-    if token_check is None:
-        token_check = TokenCheck.from_settings(CommonSettings.from_env(), public_key)
-    app = create_app(service, health, public_key=public_key, max_body_bytes=max_body_bytes, token_check=token_check)
+) -> Blueprint:
+    """The device routes, with the agent's rules injected: ``ingest`` returns them (built in the worker after
+    fork, see app.py). Also the agent's error shape for what Flask refuses before a route runs."""
     # The whole body's depth limit (ondas.jsonbody): room for the batch array and the message object around
     # ``data``, whose own limit (max_depth) parse_message checks with a precise answer.
     body_depth = max(jsonbody.DEFAULT_MAX_DEPTH, max_depth + 2)
@@ -177,11 +166,8 @@ def build_app(
     def _many() -> Response:
         return receive(many)
 
-    app.register_blueprint(bp)
-    app.register_blueprint(admin_blueprint(ROOT, stats, cache, management_tenant))
-
     # The agent's error shape for what Flask refuses before a route runs (unknown path, wrong method).
-    @app.errorhandler(HTTPException)
+    @bp.app_errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
         status = exc.code or 400
         if status == 413:
@@ -190,7 +176,7 @@ def build_app(
         reason = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
         return jsonify(error_body(reason, exc.description or exc.name)), status
 
-    return app
+    return bp
 
 
 def peer_certificate(environ: dict[str, Any]) -> dict[str, Any] | None:

@@ -21,24 +21,28 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
 from flask import Flask
 
+from agents.core.admin import admin_blueprint
 from agents.core.cache import CacheWarmer, DeviceCache, fetch_device, follow_devices
 from agents.core.certs import RevocationList
-from agents.core.credentials import CredentialStore
+from agents.core.credentials_redis import RedisCredentialStore
 from agents.core.stats import Statistics
-from agents.http.api import build_app
-from agents.http.consumers import DeviceEventHandler
+from agents.http import api
+from agents.http.consumers import device_event_handler
 from agents.http.liveness import LastSeen, Liveness
 from agents.http.service import Ingest
 from agents.http.settings import Settings
-from ondas.authn import load_public_key
+from ondas.authn import TokenCheck, load_public_key
 from ondas.health import Health
 from ondas.kafka import ConsumerLoop, close_producer, get_producer, per_message
+from ondas.settings import CommonSettings
 from ondas.tenancy import TenancyTracker
+from ondas.web import create_app
 
 log = logging.getLogger("agents.http.app")
 
@@ -60,7 +64,7 @@ class HttpAgent:
         self._tracker: TenancyTracker | None = None
         self._warmer: CacheWarmer | None = None
         self._consumer: ConsumerLoop | None = None
-        self._credentials: CredentialStore | None = None
+        self._credentials: RedisCredentialStore | None = None
 
     @property
     def ingest(self) -> Ingest:
@@ -71,7 +75,8 @@ class HttpAgent:
     def start(self) -> None:
         s = self.settings
         producer = get_producer(s.common.kafka_bootstrap)
-        credentials = CredentialStore.from_url(
+        # Read only: the MQTT agent writes the device credentials and deletes a removed device's.
+        credentials = RedisCredentialStore.from_url(
             s.redis_url, integrity_key=s.credentials_key, cache_ttl=s.credentials_cache_s
         )
         self._credentials = credentials
@@ -87,7 +92,7 @@ class HttpAgent:
             bootstrap=s.common.kafka_bootstrap,
             group_id=group,
             topics=[],
-            handler=per_message(DeviceEventHandler(self.cache, credentials, liveness, self.stats)),
+            handler=per_message(device_event_handler(self.cache, liveness, self.stats)),
         )
         warmer, tracker = follow_devices(
             self.cache, [consumer], service=SERVICE, settings=s.common, device_manager_url=s.device_manager_url
@@ -149,6 +154,35 @@ class HttpAgent:
         if self._credentials is not None:
             self._credentials.close()
         log.info("HTTP agent stopped")
+
+
+def build_app(
+    service: str,
+    health: Health,
+    ingest: Callable[[], Ingest],
+    *,
+    max_body_bytes: int,
+    max_depth: int,
+    max_batch: int,
+    stats: Statistics,
+    cache: DeviceCache,
+    public_key: Callable[[], str],
+    management_tenant: str,
+    token_check: TokenCheck | None = None,
+) -> Flask:
+    """The agent's Flask app: the platform's conventions, the device routes (api.py) with the agent's rules
+    injected (``ingest`` returns them: built in the worker after fork) and the operator routes."""
+    # Operator routes: every token checked as the gateway checks it (ONDAS_AUTHZ).
+    if token_check is None:
+        token_check = TokenCheck.from_settings(CommonSettings.from_env(), public_key)
+    app = create_app(service, health, public_key=public_key, max_body_bytes=max_body_bytes, token_check=token_check)
+    app.register_blueprint(
+        api.blueprint(
+            ingest, max_body_bytes=max_body_bytes, max_depth=max_depth, max_batch=max_batch, stats=stats, cache=cache
+        )
+    )
+    app.register_blueprint(admin_blueprint(api.ROOT, stats, cache, management_tenant))
+    return app
 
 
 def redis_client(url: str) -> redis.Redis:

@@ -15,6 +15,9 @@ device id, score = agent time in epoch ms), so every agent process (and a restar
 A removed device is forgotten without an event. If Kafka does not accept an ``online`` event the device is
 forgotten again, so its next request announces it anew; an ``offline`` event is retried while the process
 runs.
+
+This module is the HTTP trigger only; the events are built, sent and counted by the agents' one liveness
+publisher (agents/core/liveness.py).
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from typing import Any
 
 import redis
 
-from agents.core.stamping import DeviceClock, send_liveness
+from agents.core.liveness import Event, LivenessPublisher
 from agents.http.metrics import LIVENESS
-from ondas.contracts import DeviceDataMeta, DeviceLiveness
+from ondas.contracts import DeviceLiveness
 from ondas.errors import Unavailable
 from ondas.kafka import Producer
 from ondas.timestamps import now_ms
@@ -87,11 +90,10 @@ class Liveness:
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self._last_seen = last_seen
-        self._producer = producer
+        self._publisher = LivenessPublisher(producer, PROTOCOL, LIVENESS, clock)
         self._timeout_ms = int(timeout_s * 1000)
         self._clock = clock
         self._lock = threading.Lock()
-        self._stamps = DeviceClock(clock)
         self._retry: list[DeviceLiveness] = []
 
     # -- request path --------------------------------------------------------------------------------------
@@ -111,7 +113,7 @@ class Liveness:
     def forget(self, tenant: str, device_id: str) -> None:
         """A removed device: no longer tracked, no event."""
         self._last_seen.forget(tenant, device_id)
-        self._stamps.forget(tenant, device_id)
+        self._publisher.forget(tenant, device_id)
 
     # -- sweeper -------------------------------------------------------------------------------------------
     def sweep(self, tenants: Iterable[str]) -> int:
@@ -145,27 +147,8 @@ class Liveness:
                 log.exception("liveness sweep failed")
 
     # -- events --------------------------------------------------------------------------------------------
-    def _event(self, tenant: str, device_id: str, event: str, reason: str) -> DeviceLiveness:
-        at = self._stamps.stamp(tenant, device_id)
-        return DeviceLiveness(
-            metadata=DeviceDataMeta(deviceid=device_id, tenant=tenant, timestamp=at),
-            event=event,  # type: ignore[arg-type]
-            reason=reason,
-            protocol=PROTOCOL,
-        )
+    def _event(self, tenant: str, device_id: str, event: Event, reason: str) -> DeviceLiveness:
+        return self._publisher.message(tenant, device_id, event, reason)
 
     def _send(self, message: DeviceLiveness) -> Future[Any]:
-        meta = message.metadata
-        delivery = send_liveness(self._producer, message)
-
-        def counted(fut: Future[Any]) -> None:
-            if fut.exception() is None:
-                LIVENESS.labels(meta.tenant, message.event, message.reason).inc()
-                log.info(
-                    "device %s",
-                    message.event,
-                    extra={"tenant": meta.tenant, "device": meta.deviceid, "reason": message.reason},
-                )
-
-        delivery.add_done_callback(counted)
-        return delivery
+        return self._publisher.send(message)

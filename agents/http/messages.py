@@ -20,8 +20,7 @@ from agents.core.payload import (
     TIMESTAMP_KEY,
     DeviceRef,
     Drop,
-    build_device_data,
-    check_attrs,
+    apply_rules,
     depth,
     parse_device,
 )
@@ -141,14 +140,19 @@ def parse_batch(value: Any, max_items: int) -> list[Any]:
     return value
 
 
+def message_attrs(message: Message) -> dict[str, Any]:
+    """The attribute values of a message as the agent core takes them: ``data``, with ``ts`` (when sent) as the
+    device's ``timestamp`` (so it wins over one inside ``data``)."""
+    if message.ts is None:
+        return message.data
+    return {**message.data, TIMESTAMP_KEY: message.ts}
+
+
 def device_data(ref: DeviceRef, message: Message, types: dict[str, str], now_ms: int) -> tuple[DeviceData, list[str]]:
     """The device-data message and the keys that are none of the device's attributes; raises :class:`Drop`
-    (``wrong_type``, ``bad_timestamp``)."""
-    unknown = check_attrs(message.data, types)
-    values = dict(message.data)
-    if message.ts is not None:
-        values[TIMESTAMP_KEY] = message.ts
-    return build_device_data(ref, values, now_ms), unknown
+    (``wrong_type``, ``bad_timestamp``): the agent core's rules (agents/core/payload.py), which the ingest path
+    applies too."""
+    return apply_rules(ref, message_attrs(message), types, now_ms)
 
 
 def _kind(value: Any) -> str:

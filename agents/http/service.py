@@ -7,8 +7,13 @@ Order of checks (each refusal is a :class:`~agents.core.payload.Drop`, see messa
    credentials (``Authorization: Basic``): missing or malformed -> 401, wrong password, unknown device or a
    device of another tenant -> 401 (the answer never says which, so nothing can be probed without a password);
 2. the tenant is served (403 ``tenant_disabled``), asked only once the password was right;
-3. the device exists in the device cache, or the device manager knows it (404 ``unknown_device``);
+3. the device exists in the device cache, or the device manager knows it (404 ``unknown_device``), and is not
+   disabled (403 ``device_disabled``);
 4. the body (400/413/422, see messages.py), then the attribute policy of the agent core.
+
+Steps 2-3 and the record a message becomes (timestamps, headers, key) are the agents' one ingest path
+(agents/core/ingest.py); this module adds who is posting (step 1), liveness and waiting for Kafka. The
+credential store is only read here: the MQTT agent, which writes it, also deletes from it.
 
 Per-device order: a message is prepared and handed to the (idempotent) producer while holding its device's
 lock, so messages of one device reach Kafka in the order they were accepted; the request then waits, without
@@ -29,29 +34,24 @@ from typing import Any
 
 from agents.core.cache import Device, DeviceCache
 from agents.core.certs import RevocationList, certificate_identity
-from agents.core.credentials import CredentialStore
-from agents.core.payload import DeviceRef, Drop, attribute_types
-from agents.core.stamping import DeviceClock, device_headers
+from agents.core.credentials_redis import CredentialReader
+from agents.core.ingest import Admitted, DeviceIngest
+from agents.core.payload import DeviceRef, Drop
 from agents.http.liveness import Liveness
-from agents.http.messages import Message, device_data, parse_credentials
+from agents.http.messages import Message, message_attrs, parse_credentials
 from agents.http.metrics import PUBLISHED, UNKNOWN_ATTRS, UNKNOWN_TENANT
 from ondas.errors import Unavailable
 from ondas.kafka import Producer
 from ondas.log import bind
 from ondas.timestamps import now_ms
-from ondas.topics import device_data as device_data_topic
 
 log = logging.getLogger("agents.http.service")
 
 _STRIPES = 256
 
 
-@dataclass(frozen=True)
-class Caller:
-    """An authenticated device of a served tenant."""
-
-    ref: DeviceRef
-    device: Device
+# An authenticated device of a served tenant.
+Caller = Admitted
 
 
 @dataclass
@@ -66,7 +66,7 @@ class Ingest:
         self,
         *,
         cache: DeviceCache,
-        credentials: CredentialStore,
+        credentials: CredentialReader,
         producer: Producer,
         liveness: Liveness | None,
         lookup: Callable[[str, str], Device | None] | None,
@@ -77,21 +77,24 @@ class Ingest:
         revocations: RevocationList | None = None,
     ) -> None:
         """``revocations``: the CA's CRL, on the TLS listener only (where certificates are taken)."""
-        self._cache = cache
         self._credentials = credentials
-        self._producer = producer
         self._liveness = liveness
-        self._lookup = lookup
-        self._warming = warming
         self._timeout = publish_timeout_s
-        self._absent_ttl = absent_ttl
-        self._absent: dict[tuple[str, str], float] = {}
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
-        self._stamps = DeviceClock(clock)
         self._revocations = revocations
+        self._ingest = DeviceIngest(
+            cache=cache,
+            producer=producer,
+            unknown_attrs=UNKNOWN_ATTRS,
+            unserved_reason="tenant_disabled",
+            lookup=lookup,
+            absent_ttl=absent_ttl,
+            warming=warming,
+            clock=clock,
+        )
 
     def tenant_label(self, tenant: str | None) -> str:
-        return tenant if tenant and self._cache.has_tenant(tenant) else UNKNOWN_TENANT
+        return tenant if tenant and self._ingest.served(tenant) else UNKNOWN_TENANT
 
     # -- who -----------------------------------------------------------------------------------------------
     def authenticate(self, authorization: str | None, certificate: dict[str, Any] | None = None) -> Caller:
@@ -102,16 +105,7 @@ class Ingest:
             ref, password = parse_credentials(authorization)
             if not self._credentials.verify(ref.tenant, ref.device_id, password):
                 raise Drop("bad_credentials", "wrong username or password")
-        if not self._cache.has_tenant(ref.tenant):
-            if self._warming():
-                raise Unavailable("the agent is starting; retry shortly")
-            raise Drop("tenant_disabled", f"tenant {ref.tenant!r} is not served")
-        device = self._cache.get(ref.tenant, ref.device_id) or self._look_up(ref)
-        if device is None:
-            raise Drop("unknown_device", f"device {ref.device_id!r} does not exist in tenant {ref.tenant!r}")
-        if device.get("disabled") is True:
-            raise Drop("device_disabled", f"device {ref.device_id!r} is disabled in the device manager")
-        return Caller(ref, device)
+        return self._ingest.judge(ref)
 
     def _certified(self, certificate: dict[str, Any]) -> DeviceRef:
         if self._revocations is None:
@@ -120,25 +114,6 @@ class Ingest:
         if self._revocations.is_revoked(serial):
             raise Drop("revoked_certificate", f"certificate {serial:x} was revoked")
         return ref
-
-    def _look_up(self, ref: DeviceRef) -> Device | None:
-        """A device the cache does not know yet (its create event may still be on its way)."""
-        key = (ref.tenant, ref.device_id)
-        if self._lookup is None or self._absent.get(key, 0.0) > time.monotonic():
-            return None
-        try:
-            device = self._lookup(ref.tenant, ref.device_id)
-        except Exception as exc:  # noqa: BLE001  (device manager unreachable: judged on the cache alone)
-            with bind(tenant=ref.tenant, device=ref.device_id):
-                log.warning("device lookup failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-            return None
-        if device is None or not self._cache.put(ref.tenant, device):
-            now = time.monotonic()
-            self._absent[key] = now + self._absent_ttl
-            if len(self._absent) > 10_000:
-                self._absent = {k: t for k, t in self._absent.items() if t > now}
-            return None
-        return self._cache.get(ref.tenant, ref.device_id)
 
     def seen(self, caller: Caller) -> Future[Any] | None:
         """Liveness: the delivery of an ``online`` event when this request brought the device online."""
@@ -160,7 +135,6 @@ class Ingest:
         """Publish the valid messages in order and wait until Kafka accepted them (raises Unavailable when it
         did not in time); one outcome per item, refusals included."""
         ref = caller.ref
-        types = attribute_types(caller.device)
         outcomes: list[Outcome] = []
         deliveries: list[Future[Any]] = []
         with self._lock(ref):
@@ -169,13 +143,11 @@ class Ingest:
                     outcomes.append(Outcome(item))
                     continue
                 try:
-                    data, unknown = device_data(ref, item, types, self._reception_time(ref))
+                    record = self._ingest.record(caller, message_attrs(item))
                 except Drop as drop:
                     outcomes.append(Outcome(drop))
                     continue
-                if unknown:
-                    UNKNOWN_ATTRS.labels(ref.tenant).inc(len(unknown))
-                deliveries.append(self._send(ref, data.to_bytes()))
+                deliveries.append(self._ingest.send(record))
                 outcomes.append(Outcome())
         self._wait(ref, deliveries)
         PUBLISHED.labels(ref.tenant).inc(len(deliveries))
@@ -183,14 +155,6 @@ class Ingest:
 
     def _lock(self, ref: DeviceRef) -> threading.Lock:
         return self._locks[zlib.crc32(ref.username.encode()) % _STRIPES]
-
-    def _reception_time(self, ref: DeviceRef) -> int:
-        """Agent time in ms, strictly increasing per device (called under the device's lock)."""
-        return self._stamps.stamp(ref.tenant, ref.device_id)
-
-    def _send(self, ref: DeviceRef, value: bytes) -> Future[Any]:
-        headers = device_headers(ref.tenant, ref.device_id)
-        return self._producer.send(device_data_topic(ref.tenant), value, key=ref.device_id, headers=headers)
 
     def _wait(self, ref: DeviceRef, deliveries: list[Future[Any]]) -> None:
         deadline = time.monotonic() + self._timeout

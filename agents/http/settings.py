@@ -15,7 +15,7 @@ class Settings:
     # One gunicorn worker process (gthread) serves every request with this many threads; see app.py.
     threads: int
     device_manager_url: str
-    # Where device credentials live (agents/core/credentials.py) and where last-seen times are kept.
+    # Where device credentials live (agents/core/credentials_redis.py) and where last-seen times are kept.
     redis_url: str
     # Request bodies larger than this are refused with 413 before they are read.
     max_body_bytes: int
@@ -27,7 +27,7 @@ class Settings:
     publish_timeout_s: float
     # A device that sent nothing for this long is announced offline (reason ``timeout``); 0: no liveness.
     liveness_timeout_s: float
-    # How long a verified password is remembered in the process (agents/core/credentials.py).
+    # How long a verified password is remembered in the process (agents/core/credentials_redis.py).
     credentials_cache_s: float
     # The TLS listener (``python -m agents.http tls``): devices log in with a client certificate signed by
     # ``tls_ca`` (CN ``<tenant>:<device-id>``, checked against ``tls_crl``) or with Basic credentials over TLS.

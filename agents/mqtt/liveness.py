@@ -28,6 +28,9 @@ Limits (documented in docs/kafka-contract.md): devices that connected before thi
 subscribed are unknown to it until they reconnect, and should the agent restart, disconnects of connections
 it never saw are not attributed. Run liveness on exactly one agent process (``MQTT_AGENT_LIVENESS``):
 every process that has it on publishes the events.
+
+This module is the MQTT trigger only; the events are built, sent and counted by the agents' one liveness
+publisher (agents/core/liveness.py).
 """
 
 from __future__ import annotations
@@ -41,10 +44,10 @@ from typing import Any
 
 from agents.core.cache import DeviceCache
 from agents.core.delivery import until_accepted
+from agents.core.liveness import Event, LivenessPublisher
 from agents.core.payload import Drop, parse_device
-from agents.core.stamping import DeviceClock, send_liveness
 from agents.mqtt.metrics import LIVENESS, UNKNOWN_TENANT
-from ondas.contracts import DeviceDataMeta, DeviceLiveness
+from ondas.contracts import DeviceLiveness
 from ondas.kafka import Producer
 from ondas.timestamps import now_ms
 
@@ -105,14 +108,21 @@ Device = tuple[str, str]  # (tenant, device id)
 
 
 class LivenessTracker:
-    """Turns broker log lines into liveness events; pure state, no I/O (``emit`` does the publishing)."""
+    """Turns broker log lines into liveness events; pure state, no I/O (``emit`` does the publishing; the events
+    are built by ``publisher``, by default one of its own without a producer)."""
 
-    def __init__(self, cache: DeviceCache, emit: Callable[[DeviceLiveness], None], clock: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        cache: DeviceCache,
+        emit: Callable[[DeviceLiveness], None],
+        clock: Callable[[], int] = now_ms,
+        publisher: LivenessPublisher | None = None,
+    ) -> None:
         self._cache = cache
         self._emit = emit
         self._clients: dict[str, Device] = {}
         self._sessions: dict[Device, set[str]] = {}
-        self._stamps = DeviceClock(clock)
+        self._events = publisher or LivenessPublisher(None, PROTOCOL, LIVENESS, clock)
 
     def online(self) -> frozenset[Device]:
         return frozenset(self._sessions)
@@ -164,18 +174,9 @@ class LivenessTracker:
     def _label(self, tenant: str) -> str:
         return tenant if self._cache.has_tenant(tenant) else UNKNOWN_TENANT
 
-    def _publish(self, device: Device, event: str, reason: str) -> None:
+    def _publish(self, device: Device, event: Event, reason: str) -> None:
         tenant, device_id = device
-        now = self._stamps.stamp(tenant, device_id)
-        message = DeviceLiveness(
-            metadata=DeviceDataMeta(deviceid=device_id, tenant=tenant, timestamp=now),
-            event=event,  # type: ignore[arg-type]
-            reason=reason,
-            protocol=PROTOCOL,
-        )
-        LIVENESS.labels(tenant, event, reason).inc()
-        log.info("device %s", event, extra={"tenant": tenant, "device": device_id, "reason": reason})
-        self._emit(message)
+        self._emit(self._events.message(tenant, device_id, event, reason))
 
 
 class LivenessBridge:
@@ -191,16 +192,16 @@ class LivenessBridge:
         clock: Callable[[], int] = now_ms,
         retry_backoff: tuple[float, float] = (0.5, 5.0),
     ) -> None:
-        self._producer = producer
+        self._publisher = LivenessPublisher(producer, PROTOCOL, LIVENESS, clock)
         self._backoff = retry_backoff
         self._pending: list[tuple[DeviceLiveness, Future[Any]]] = []
-        self.tracker = LivenessTracker(cache, self._queue, clock)
+        self.tracker = LivenessTracker(cache, self._queue, clock, self._publisher)
 
     def _queue(self, message: DeviceLiveness) -> None:
         self._pending.append((message, self._send(message)))
 
     def _send(self, message: DeviceLiveness) -> Future[Any]:
-        return send_liveness(self._producer, message)
+        return self._publisher.send(message)
 
     async def handle(self, topic: str, payload: bytes) -> int:
         try:

@@ -4,7 +4,7 @@ working at once.
 Mosquitto checks client certificates against the CA's CRL (``crlfile`` of the mutual-TLS listener), re-reads it
 only on SIGHUP, and a reload leaves live sessions up. So revoking an identity ``<tenant>:<device-id>`` is:
 
-1. mark every certificate issued to it as revoked in the CA's records and rewrite the CRL (ondasctl.pki, until a
+1. mark every certificate issued to it as revoked in the CA's records and rewrite the CRL (ondas.ca, until a
    dedicated certificate authority service exists);
 2. SIGHUP Mosquitto (its PID from its pid file), so new handshakes with those certificates fail;
 3. end the live sessions: the caller does that through the dynamic security plugin (Provisioner.disable or
@@ -26,9 +26,9 @@ from pathlib import Path
 from prometheus_client import Counter
 
 from agents.mqtt.settings import Settings
+from ondas.ca import CRL_FILE, revoke_identity, revoke_tenant
 from ondas.errors import Unavailable
 from ondas.settings import SettingsError
-from ondasctl.pki import CRL_FILE, revoke_identity, revoke_tenant
 
 log = logging.getLogger("agents.mqtt.revocation")
 

@@ -55,7 +55,7 @@ class Settings:
     dynsec_passwords: bool
     # The credentials API (0: off).
     api_port: int
-    # Where device credentials are also stored, hashed, for the other agents (agents/core/credentials.py);
+    # Where device credentials are also stored, hashed, for the other agents (agents/core/credentials_redis.py);
     # empty: nowhere. With it, the credentials API is served in unsecured mode too (HTTP devices need passwords).
     redis_url: str
     # Certificate revocation (mutual-TLS devices, see revocation.py): the CA directory with the issued-certificate

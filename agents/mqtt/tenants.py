@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-from agents.core.credentials import CredentialStore
+from agents.core.credentials_redis import RedisCredentialStore as CredentialStore
 from agents.mqtt.revocation import CertificateRevoker
 
 log = logging.getLogger("agents.mqtt.tenants")

@@ -19,9 +19,9 @@ import requests
 from confluent_kafka import Consumer
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.core.credentials import CredentialStore
+from agents.core.credentials_redis import RedisCredentialStore as CredentialStore
+from ondas import ca as pki
 from ondas.kafka import consumer_config
-from ondasctl import pki
 from ondasctl.ports import free_port
 from tests.integration.agents_mqtt.conftest import Stub, device, typed_device, wait_until
 from tests.servers import DEVICE_CREDENTIALS_KEY

@@ -7,7 +7,7 @@ import uuid
 import pytest
 import requests
 
-from agents.core.credentials import CredentialStore
+from agents.core.credentials_redis import RedisCredentialStore as CredentialStore
 from ondas.contracts import DeviceData, DeviceEvent, DeviceLiveness, TenancyEvent
 from ondas.topics import TENANCY_TOPIC, device_events
 from tests.integration.agents_http.conftest import LIVENESS_TIMEOUT_S, MANY, URL, HttpAgent, TopicReader, basic
@@ -262,19 +262,6 @@ def test_new_credentials_replace_the_old_at_once(agent, store, tenant):
     old = (tenant, "rotate1", "first-password")
     wait_until(lambda: agent.post(URL, {"data": {}}, auth=old).status_code == 401, 10, "the old password refused")
     assert agent.post(URL, {"data": {}}, auth=(tenant, "rotate1", "second-password")).status_code == 204
-
-
-def test_a_removed_device_loses_its_credentials(agent, store, passwords, tenant, kafka_bootstrap):
-    from confluent_kafka import Producer
-
-    auth = creds(passwords, tenant, "gone1")
-    assert agent.post(URL, {"data": {}}, auth=auth).status_code == 204
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    producer.produce(device_events(tenant), DeviceEvent.removed(tenant, "gone1").to_bytes(), key="gone1")
-    assert producer.flush(10) == 0
-    wait_until(lambda: not store.has_password(tenant, "gone1"), 20, "the credentials to be deleted")
-    r = agent.post(URL, {"data": {}}, auth=auth)
-    assert r.status_code == 401, r.text
 
 
 def test_a_device_disabled_in_the_device_manager_is_refused_until_enabled(

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from agents.core.credentials import INTEGRITY_FAILURES, CredentialStore, hash_password, tenant_key
+from agents.core.credentials_redis import INTEGRITY_FAILURES, hash_password, tenant_key
+from agents.core.credentials_redis import RedisCredentialStore as CredentialStore
 from tests.integration.agents_http.conftest import URL, HttpAgent
 from tests.servers import DEVICE_CREDENTIALS_KEY
 

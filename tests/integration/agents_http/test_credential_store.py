@@ -1,4 +1,4 @@
-"""agents/core/credentials.py against the real Redis: hashes only, verdicts cached in the process for a short
+"""agents/core/credentials_redis.py against the real Redis: hashes only, verdicts cached in the process for a short
 time, and dropped as soon as a change is announced."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from agents.core.credentials import CredentialStore, hash_password, tenant_key
+from agents.core.credentials_redis import RedisCredentialStore as CredentialStore
+from agents.core.credentials_redis import hash_password, tenant_key
 from tests.servers import DEVICE_CREDENTIALS_KEY
 from tests.waiting import wait_for
 

@@ -1,6 +1,6 @@
 """The HTTP agent's TLS listener (``python -m agents.http tls``): devices log in with a client certificate of the
 platform CA (CN ``<tenant>:<device-id>``) or with Basic credentials under TLS. Real gunicorn with TLS, real
-Kafka-protocol broker, real Redis; certificates from ondasctl.pki as the platform issues them."""
+Kafka-protocol broker, real Redis; certificates from ondas.ca as the platform issues them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ondasctl import pki
+from ondas import ca as pki
 from tests.integration.agents_http.conftest import MANY, URL, HttpAgent, TopicReader, launch_http_agent
 from tests.integration.agents_mqtt.conftest import Stub, device, wait_until
 

@@ -20,7 +20,7 @@ import requests
 from confluent_kafka import Producer
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agents.core.credentials import tenant_key
+from agents.core.credentials_redis import tenant_key
 from ondas.contracts import DeviceEvent, TenancyEvent
 from ondas.timestamps import now_ms
 from ondas.topics import TENANCY_TOPIC

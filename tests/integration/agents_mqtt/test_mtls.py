@@ -27,10 +27,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agents.mqtt.provisioning import Dynsec, Provisioner
 from agents.mqtt.revocation import CertificateRevoker, removal_handler
+from ondas import ca as pki
 from ondas.contracts import DeviceEvent, TenancyEvent
 from ondas.timestamps import now_ms
 from ondas.topics import TENANCY_TOPIC, device_events
-from ondasctl import infra, pki
+from ondasctl import infra
 from ondasctl.config import Config
 from tests.integration.agents_mqtt.conftest import (
     Agent,

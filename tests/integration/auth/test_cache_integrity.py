@@ -12,7 +12,7 @@ import jwt
 import pytest
 import redis
 
-from auth.cache_redis import INTEGRITY_FAILURES, RedisAuthCache, derive_cache_key
+from auth.store_redis import INTEGRITY_FAILURES, RedisAuthCache, derive_cache_key
 from tests.integration.auth.helpers import MASTER_SECRET, AuthClient
 from tests.servers import Servers
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from auth.cache_redis import RedisAuthCache, derive_cache_key
+from auth.store_redis import RedisAuthCache, derive_cache_key
 from tests.integration.auth.helpers import MASTER_SECRET
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import Consumer, KafkaError
 
-from device_manager.outbox import OutboxRelay
+from device_manager.events import OutboxRelay
 from device_manager.settings import Settings
 from ondas import kafka
 from ondas.settings import CommonSettings

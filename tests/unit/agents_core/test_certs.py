@@ -6,8 +6,8 @@ import pytest
 
 from agents.core.certs import RevocationList, certificate_identity
 from agents.core.payload import DeviceRef, Drop
+from ondas import ca as pki
 from ondas.errors import Unavailable
-from ondasctl import pki
 
 pytestmark = pytest.mark.unit
 

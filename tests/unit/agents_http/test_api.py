@@ -10,7 +10,7 @@ import pytest
 
 from agents.core.cache import DeviceCache
 from agents.core.stats import Statistics
-from agents.http.api import build_app
+from agents.http.app import build_app
 from agents.http.metrics import DROPPED, PUBLISHED, UNKNOWN_ATTRS
 from agents.http.service import Ingest
 from ondas.errors import Unavailable

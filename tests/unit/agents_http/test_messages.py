@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from agents.core.credentials import check_password, hash_password
+from agents.core.credentials_redis import check_password, hash_password
 from agents.core.payload import DeviceRef, Drop
 from agents.http.messages import (
     STATUS,

@@ -22,7 +22,7 @@ from psycopg import sql
 
 from device_manager.store_postgres import OUTBOX_CHANNEL, RELAY_LOCK, count_pending, mark_published, pending
 
-log = logging.getLogger("device_manager.outbox")
+log = logging.getLogger("device_manager.events")
 
 RELAYED = Counter("device_manager_outbox_published_total", "Outbox events the broker accepted")
 RELAY_ERRORS = Counter("device_manager_outbox_errors_total", "Failed relay rounds (retried)")

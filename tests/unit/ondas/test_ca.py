@@ -1,4 +1,4 @@
-"""The platform CA's device certificates, records file and CRL (ondasctl/pki.py): files only, no servers."""
+"""The platform CA's device certificates, records file and CRL (ondas/ca.py): files only, no servers."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ondas import ca as pki
 from ondas.errors import Invalid
-from ondasctl import pki
 
 pytestmark = pytest.mark.unit
 

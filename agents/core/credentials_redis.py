@@ -1,9 +1,13 @@
-"""Device passwords, in one home every agent reads: Redis.
+"""Device passwords, in one home every agent reads: the Redis adapter of the device credential store.
+
+One owner: the MQTT agent writes the store (its credentials API, :meth:`RedisCredentialStore.set_password`) and
+is the one that deletes from it (a removed device's entry on the device-removal event, before committing it; a
+deleted tenant's entries on the tenant purge). Every other agent only reads it, through
+:class:`CredentialReader` (the HTTP agent verifies passwords, :meth:`RedisCredentialStore.verify`).
 
 What is stored is never a password: a salted scrypt hash per device, in one Redis hash per tenant
 (``ondas:device-credentials:<tenant>``, field = device id, value ``scrypt$<n>$<r>$<p>$<salt>$<hash>|<mac>`` with
-base64 salt and hash). The MQTT agent's credentials API writes it (:meth:`CredentialStore.set_password`); the
-HTTP agent verifies it (:meth:`CredentialStore.verify`) and deletes a removed device's entry.
+base64 salt and hash).
 
 Integrity: ``<mac>`` is the hex HMAC-SHA256 of ``ondas-device-credential:v1\n<tenant>\n<device id>\n<hash>`` under a
 key only the agents hold (:func:`derive_integrity_key` of the setting ``*_CREDENTIALS_KEY``, which ``make up``
@@ -16,7 +20,7 @@ remembered in the process for a short time (``cache_ttl`` seconds), keyed by a k
 with a per-process random key) of the password; the password itself is never kept. Failed verifications are
 remembered the same way, so a device that keeps sending a wrong password does not cost a slow hash each time.
 Every change of a device's credentials (new password, removal) is announced on the Redis channel
-``ondas:device-credentials:changed`` (message ``<tenant>:<device-id>``); :meth:`CredentialStore.listen` drops
+``ondas:device-credentials:changed`` (message ``<tenant>:<device-id>``); :meth:`RedisCredentialStore.listen` drops
 the cached verdicts of that device, and the whole cache whenever the subscription had to be reopened (changes
 may have been missed meanwhile). The short lifetime bounds how long a missed announcement can matter.
 """
@@ -31,14 +35,14 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from prometheus_client import Counter
 
 from ondas.errors import Unavailable
 
-log = logging.getLogger("agents.core.credentials")
+log = logging.getLogger("agents.core.credentials_redis")
 
 KEY_PREFIX = "ondas:device-credentials:"
 INTEGRITY_LABEL = b"ondas-device-credentials:v1"
@@ -98,7 +102,21 @@ def tenant_key(tenant: str) -> str:
     return KEY_PREFIX + tenant
 
 
-class CredentialStore:
+class CredentialReader(Protocol):
+    """What a reading agent may do with the store (the HTTP agent): verify, follow the changes, be health-checked."""
+
+    listening: threading.Event
+
+    def verify(self, tenant: str, device_id: str, password: str) -> bool: ...
+
+    def listen(self, stop: threading.Event, retry_backoff: float = 1.0) -> None: ...
+
+    def ping(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class RedisCredentialStore:
     """Device credentials in Redis, with a short in-process cache of verdicts. Thread-safe."""
 
     def __init__(
@@ -125,7 +143,7 @@ class CredentialStore:
         self.listening = threading.Event()
 
     @classmethod
-    def from_url(cls, url: str, *, integrity_key: str, **kwargs: Any) -> CredentialStore:
+    def from_url(cls, url: str, *, integrity_key: str, **kwargs: Any) -> RedisCredentialStore:
         client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30)
         return cls(client, integrity_key=integrity_key, **kwargs)
 
