@@ -230,4 +230,12 @@ def blueprint(service: DeviceManager) -> Blueprint:
         service_caller()
         return service.get_device(validate_tenant(tenant), _device_id(device_id)).to_dict()
 
+    @bp.put("/internal/tenants/<tenant>/devices/<device_id>/actuate")
+    def internal_actuate(tenant: str, device_id: str) -> dict[str, Any]:
+        """``PUT /device/<id>/actuate`` for platform services (the flowbroker's actuate nodes), with the same rules
+        and answers; for ``Authorization: Service <name>:<key>`` only (401 otherwise)."""
+        service_caller()
+        service.actuate(validate_tenant(tenant), _device_id(device_id), parse_actuation(json_body()))
+        return {"status": "configuration sent to device"}
+
     return bp

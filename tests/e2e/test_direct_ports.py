@@ -248,6 +248,25 @@ def test_internal_routes_take_a_service_identity_and_nothing_else(world, one):
     assert world.device in ok.text
 
 
+def test_internal_actuation_takes_a_service_identity_and_nothing_else(world):
+    path = _internal(world, f"/{world.device}/actuate")
+    dm = world.direct["device-manager"]
+    agent_key = derive_service_key(world.secret, "flowbroker")
+    body = {"attrs": {"fan": 3}}
+    for headers in (
+        {},
+        {"Authorization": f"Bearer {world.tokens['admin']}"},
+        {"Authorization": service_authorization("flowbroker", "0" * 64)},
+    ):
+        assert requests.put(dm + path, json=body, headers=headers, timeout=10).status_code == 401, headers
+        r = requests.put(world.gateway + path, json=body, headers=headers, timeout=10)
+        assert not 200 <= r.status_code < 300, (headers, r.status_code)
+    ok = requests.put(
+        dm + path, json=body, headers={"Authorization": service_authorization("flowbroker", agent_key)}, timeout=10
+    )
+    assert ok.status_code == 200 and ok.json() == {"status": "configuration sent to device"}, ok.text
+
+
 def test_auth_answers_who_a_service_is_and_nothing_else(world):
     auth = world.direct["auth"] + "/admin/service-identity"
     key = derive_service_key(world.secret, "http-agent")

@@ -226,6 +226,31 @@ def test_actuate_rules(client: FlaskClient, tokens: Any, unique: str, settings: 
     assert outbox_count(settings.db_url) == before
 
 
+def test_internal_actuate_follows_the_actuate_rules_within_the_named_tenant(
+    client: FlaskClient, relay: RelayRunner, tokens: Any, unique: str, kafka_bootstrap: str
+) -> None:
+    headers = tokens.headers(unique)
+    device_id = create_device(client, headers, create_template(client, headers))
+    other = f"{unique}_b"
+    other_device = create_device(client, tokens.headers(other), create_template(client, tokens.headers(other)))
+    internal = f"/internal/tenants/{unique}/devices"
+
+    resp = client.put(f"{internal}/{device_id}/actuate", json={"attrs": {"fan": 7}})
+    assert resp.status_code == 200 and resp.get_json() == {"status": "configuration sent to device"}
+    # Another tenant's device is unknown in this tenant; the rules and errors are those of PUT /device/<id>/actuate.
+    assert client.put(f"{internal}/{other_device}/actuate", json={"attrs": {"fan": 1}}).status_code == 404
+    resp = client.put(f"{internal}/{device_id}/actuate", json={"attrs": {"temperature": 2}})
+    assert resp.status_code == 403 and resp.get_json()["attrs"] == ["temperature"]
+    assert client.put(f"{internal}/{device_id}/actuate", json={"attrs": {}}).status_code == 400
+    assert (
+        client.put(f"/internal/tenants/Not-A-Tenant/devices/{device_id}/actuate", json={"attrs": {}}).status_code == 400
+    )
+
+    _create, configure = (v for _, v in consume(kafka_bootstrap, topics.device_events(unique), 2))
+    assert configure["event"] == "configure" and configure["meta"]["service"] == unique
+    assert configure["data"] == {"id": device_id, "attrs": {"fan": 7}}
+
+
 def test_not_found(client: FlaskClient, tokens: Any, unique: str) -> None:
     headers = tokens.headers(unique)
     resp = client.get("/device/abcdef", headers=headers)
