@@ -3,8 +3,10 @@ HTTP agents' listeners, device client certificates with their records, and the r
 
 A library module, so that the services that need it at run time may import it (the MQTT agent revokes a removed
 device's certificates); the local runtime tool wraps it (``python -m ondasctl device-cert``, ``make up``'s
-bootstrap in ``ondasctl.infra``). It passes to the ``x509_mgmt`` service once that service issues the
-platform's device certificates. Its files, all in one directory (``<data>/pki/`` locally):
+bootstrap in ``ondasctl.pki``). The ``x509_mgmt`` service is the platform's device CA now; this one stays trusted
+next to it (the TLS listeners get both CAs and both CRLs, :func:`combine_crls`), and its own server certificate is
+no longer used by ``make up`` (x509_mgmt's issuing CA signs the listeners'). Its files, all in one directory
+(``<data>/pki/`` locally):
 
 - ``ca.pem`` / ``ca.key``: the CA; ``server.pem`` / ``server.key``: the TLS listeners' server certificate.
 - ``crl.pem``: the CA's certificate revocation list. Always present (empty at first), so the mutual-TLS
@@ -338,3 +340,39 @@ def _revoke(
         if newly or not (crl_file or pki_dir / CRL_FILE).exists():
             _write_crl(pki_dir, data, crl_file)
         return newly, every, cns
+
+
+# -- several CAs' CRLs in one file ----------------------------------------------------------------------------
+_CRL_BLOCK = re.compile(r"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.S)
+
+
+def load_crls(data: bytes) -> list[x509.CertificateRevocationList]:
+    """Every CRL of a PEM file (OpenSSL's ``crlfile`` loads each one of a file); raises ValueError when there is
+    none or one is damaged."""
+    blocks = _CRL_BLOCK.findall(data.decode("ascii", errors="replace"))
+    if not blocks:
+        raise ValueError("no CRL in the file")
+    return [x509.load_pem_x509_crl(b.encode()) for b in blocks]
+
+
+def combine_crls(sources: list[Path], target: Path) -> bool:
+    """Write the CRLs of ``sources`` (PEM files, each with one CRL or more; a missing one is skipped) one after
+    the other into ``target`` (atomically): the CRL file of a TLS listener that trusts several CAs. True when
+    ``target`` changed. A damaged source raises ValueError and leaves ``target`` as it was."""
+    blocks: list[str] = []
+    for src in sources:
+        try:
+            data = src.read_bytes()
+        except FileNotFoundError:
+            continue
+        for crl in load_crls(data):
+            blocks.append(crl.public_bytes(serialization.Encoding.PEM).decode())
+    new = "".join(blocks).encode()
+    try:
+        if target.read_bytes() == new:
+            return False
+    except FileNotFoundError:
+        pass
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(target, new)
+    return True

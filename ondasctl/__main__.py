@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ondasctl import certreq, platform
 from ondasctl import config as config_mod
-from ondasctl import platform
 from ondasctl.config import DEFAULT_ADMIN_PASSWORD, Config
 from ondasctl.ports import PortError
 from ondasctl.procs import pid_alive, signal_group, tail
@@ -64,7 +64,9 @@ def summary(cfg: Config) -> dict[str, Any]:
         "admin_password_is_default": cfg.admin_password == DEFAULT_ADMIN_PASSWORD,
         "data_dir": str(cfg.data_dir),
         "logs_dir": str(cfg.logs),
-        "ca_file": str(cfg.data_dir / "pki" / "ca.pem"),
+        # What devices verify the TLS listeners with (x509_mgmt's chain, which signed the server certificate, and
+        # the on-disk CA); certreq writes x509_mgmt's chain alone to ca/ca.pem, which verifies them too.
+        "ca_file": str(cfg.data_dir / "tls" / "device-ca.pem"),
     }
 
 
@@ -227,7 +229,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_device_cert(args: argparse.Namespace) -> int:
-    """Issue a device client certificate signed by the platform CA (until x509_mgmt exists)."""
+    """Issue a device client certificate signed by the on-disk platform CA, directly from its files (kept for
+    scripts and tests; devices get certificates from x509_mgmt: ``certreq``)."""
     from ondas.ca import issue_device_cert
     from ondas.errors import Invalid
 
@@ -274,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     dc.add_argument("device_id", metavar="device-id")
     dc.add_argument("--out", help="directory for cert.pem and key.pem (default: <data>/pki/devices/<tenant>/<id>)")
     dc.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
+    certreq.add_parser(sub)
     args = parser.parse_args(argv)
     handlers = {
         "up": cmd_up,
@@ -281,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": cmd_status,
         "supervise": cmd_supervise,
         "device-cert": cmd_device_cert,
+        "certreq": certreq.cmd_certreq,
     }
     return handlers[args.command](args)
 

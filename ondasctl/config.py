@@ -51,6 +51,8 @@ PORTS: dict[str, tuple[str, int]] = {
     "mqtt_agent_api": ("ONDAS_MQTT_AGENT_API_PORT", 8016),
     "http_agent": ("ONDAS_HTTP_AGENT_PORT", 8017),
     "http_agent_tls": ("ONDAS_HTTP_AGENT_TLS_PORT", 8018),
+    "x509_mgmt": ("ONDAS_X509_MGMT_PORT", 8019),
+    "x509_mgmt_worker": ("ONDAS_X509_MGMT_WORKER_PORT", 8020),
 }
 
 MQTT_MODES = ("unsecured", "credentials")

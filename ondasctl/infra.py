@@ -295,14 +295,15 @@ def mosquitto_pid_file(cfg: Config) -> Path:
 
 
 def mosquitto_prepare(cfg: Config) -> None:
-    from ondas.ca import ensure_ca_and_server_cert, write_crl
+    from ondasctl.pki import prepare_device_tls
 
     d = cfg.data_dir / "mosquitto"
     d.mkdir(parents=True, exist_ok=True)
     cfg.run.mkdir(parents=True, exist_ok=True)
-    ca, cert, key = ensure_ca_and_server_cert(cfg.data_dir / "pki", ["localhost", cfg.host])
-    # Rewritten at every start: always present (empty at first) and never past its nextUpdate.
-    crl = write_crl(cfg.data_dir / "pki")
+    # Both device CAs (x509_mgmt's and the on-disk one), the server certificate, the CA bundle and the combined
+    # CRL (ondasctl/pki.py); the MQTT agent rewrites the combined CRL whenever either CA's CRL changes.
+    tls = prepare_device_tls(cfg.data_dir, ["localhost", cfg.host])
+    ca, cert, key, crl = tls["ca"], tls["cert"], tls["key"], tls["crl"]
     # Devices: a device may publish only on its own attrs topic and receive only its own config topic.
     (d / "devices.acl").write_text("pattern write %u/attrs\npattern read %u/config\n")
     # Legacy (Mosca) topics, plain listener in unsecured mode only: the topic names the device, and nothing can
@@ -359,11 +360,13 @@ def mosquitto_prepare(cfg: Config) -> None:
             ]
         ),
         "",
-        "# Devices, mutual TLS: the certificate CN <tenant>:<device-id> is the identity.",
+        "# Devices, mutual TLS: the certificate CN <tenant>:<device-id> is the identity; certificates of x509_mgmt's",
+        "# CA and of the on-disk platform CA are accepted.",
         f"listener {cfg.ports['mqtts']} {cfg.host}",
         f"cafile {ca}\ncertfile {cert}\nkeyfile {key}",
         "require_certificate true\nuse_identity_as_username true",
-        "# Revoked device certificates (re-read on SIGHUP; the MQTT agent then ends their live sessions).",
+        "# Revoked device certificates, both CAs' CRLs in one file (the MQTT agent rewrites it and sends SIGHUP,",
+        "# which re-reads it, then ends the revoked identities' live sessions).",
         f"crlfile {crl}",
         "allow_anonymous false",
         f"acl_file {d}/devices.acl",

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import requests
 
-from ondas.ca import CA_CERT, CRL_FILE
 from ondas.service_identity import derive_service_key
 from ondasctl import infra
 from ondasctl.config import DEVICE_CREDENTIALS_SECRET, Config
+from ondasctl.pki import device_tls_files, x509_data_dir
 from ondasctl.procs import ProcSpec
 
-DATABASES = ["ondas_auth", "ondas_device_manager"]
+DATABASES = ["ondas_auth", "ondas_device_manager", "x509_mgmt"]
 # The secret (in the data directory) that only auth holds; every other service gets a key derived from it.
 SERVICE_IDENTITY_ROOT = "service-master"
 
@@ -25,6 +25,7 @@ GATEWAY_UPSTREAMS = {
     "history": "history",
     "http-agent": "http_agent",
     "mqtt-agent": "mqtt_agent_api",
+    "x509-identity-mgmt": "x509_mgmt",
 }
 
 
@@ -80,6 +81,15 @@ def _service(
 
 def service_specs(cfg: Config) -> list[ProcSpec]:
     p = cfg.ports
+    tls = device_tls_files(cfg.data_dir)
+    x509_env = {
+        "X509_MGMT_DB_URL": cfg.postgres_url("x509_mgmt"),
+        "X509_MGMT_HTTP_PORT": str(p["x509_mgmt"]),
+        "X509_MGMT_WORKER_HEALTH_PORT": str(p["x509_mgmt_worker"]),
+        # The CA (bootstrapped by make up before Mosquitto starts: ondasctl.pki.prepare_device_tls) and crl.pem.
+        "X509_MGMT_DATA_DIR": str(x509_data_dir(cfg.data_dir)),
+        "X509_MGMT_DEVICE_MANAGER_URL": cfg.url("device_manager"),
+    }
     return [
         _service(
             cfg,
@@ -115,6 +125,11 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
                 "DEVICE_MANAGER_DB_URL": cfg.postgres_url("ondas_device_manager"),
             },
         ),
+        # The device certificate authority (dojot's x509-identity-mgmt API, behind the gateway at /x509/v1): the API
+        # with its outbox relay (which also keeps <data>/x509/crl.pem current), and the worker (removed devices,
+        # deleted tenants).
+        _service(cfg, "x509-mgmt", ["x509_mgmt", "api"], "x509_mgmt", x509_env),
+        _service(cfg, "x509-mgmt-worker", ["x509_mgmt", "worker"], "x509_mgmt_worker", x509_env),
         _service(
             cfg,
             "persister",
@@ -156,8 +171,12 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
                     if cfg.mqtt_mode == "credentials"
                     else {"MQTT_AGENT_DYNSEC_PORT": str(p["mqtt_internal"]), "MQTT_AGENT_DYNSEC_PASSWORDS": "off"}
                 ),
-                # A removed device's certificates are revoked (the platform CA's CRL; Mosquitto reloads it).
+                # A removed device's certificates are revoked (the on-disk platform CA's CRL); x509_mgmt revokes its
+                # own. The agent keeps the combined CRL of both (what Mosquitto and the HTTP agent read) current,
+                # sends Mosquitto SIGHUP, and ends the sessions of identities whose certificate x509_mgmt revoked.
                 "MQTT_AGENT_PKI_DIR": str(cfg.data_dir / "pki"),
+                "MQTT_AGENT_X509_CRL_FILE": str(tls["x509_crl"]),
+                "MQTT_AGENT_DEVICE_CRL_FILE": str(tls["crl"]),
                 "MQTT_AGENT_LEGACY_TOPICS": "on" if cfg.mqtt_legacy_topics else "off",
                 "MQTT_AGENT_BROKER_PID_FILE": str(infra.mosquitto_pid_file(cfg)),
             },
@@ -174,8 +193,9 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
                 "HTTP_AGENT_CREDENTIALS_KEY": cfg.secret(DEVICE_CREDENTIALS_SECRET, 32),
             },
         ),
-        # The same agent on its TLS listener: devices connect directly with a platform CA certificate (or Basic
-        # credentials under TLS); Mosquitto's server certificate and the CA's CRL (infra.mosquitto_prepare).
+        # The same agent on its TLS listener: devices connect directly with a certificate of x509_mgmt's CA or of
+        # the on-disk CA (or Basic credentials under TLS); Mosquitto's server certificate, CA bundle and combined
+        # CRL (ondasctl.pki.prepare_device_tls), re-read when the MQTT agent rewrites it.
         _service(
             cfg,
             "http-agent-tls",
@@ -186,12 +206,12 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
                 "HTTP_AGENT_DEVICE_MANAGER_URL": cfg.url("device_manager"),
                 "HTTP_AGENT_REDIS_URL": cfg.redis_url,
                 "HTTP_AGENT_CREDENTIALS_KEY": cfg.secret(DEVICE_CREDENTIALS_SECRET, 32),
-                "HTTP_AGENT_TLS_CERT": str(cfg.data_dir / "pki" / "server.pem"),
-                "HTTP_AGENT_TLS_KEY": str(cfg.data_dir / "pki" / "server.key"),
-                "HTTP_AGENT_TLS_CA": str(cfg.data_dir / "pki" / CA_CERT),
-                "HTTP_AGENT_TLS_CRL": str(cfg.data_dir / "pki" / CRL_FILE),
+                "HTTP_AGENT_TLS_CERT": str(tls["cert"]),
+                "HTTP_AGENT_TLS_KEY": str(tls["key"]),
+                "HTTP_AGENT_TLS_CA": str(tls["ca"]),
+                "HTTP_AGENT_TLS_CRL": str(tls["crl"]),
             },
-            ca=cfg.data_dir / "pki" / CA_CERT,
+            ca=tls["ca"],
         ),
     ]
 

@@ -283,6 +283,31 @@ class CertificateAuthority:
         )
         return builder.sign(self._key, _hash_for(self._key))
 
+    def issue_server(
+        self, key: ec.EllipticCurvePublicKey, names: Sequence[x509.GeneralName], days: int, now: dt.datetime
+    ) -> x509.Certificate:
+        """A TLS server certificate (the platform's device listeners: Mosquitto's mutual-TLS listener, the HTTP
+        agent's TLS listener) for ``names`` (the first is also the CN), so that a device trusting the chain of
+        ``GET /ca`` (dojot's certreq writes it to ``ca/ca.pem``) verifies the broker. The local runtime calls it
+        at ``make up``; the API never does."""
+        first = names[0].value
+        not_after = min(now + dt.timedelta(days=days), self.issuing.not_valid_after_utc)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(str(first)))
+            .issuer_name(self.issuing.subject)
+            .public_key(key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - BACKDATE)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
+            .add_extension(_aki(self.issuing), critical=False)
+        )
+        return builder.sign(self._key, _hash_for(self._key))
+
     def crl(
         self, revoked: Sequence[tuple[int, dt.datetime]], number: int, now: dt.datetime, valid_for: dt.timedelta
     ) -> x509.CertificateRevocationList:

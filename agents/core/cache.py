@@ -19,7 +19,7 @@ from ondas.kafka import ConsumerLoop, backoff_delay
 from ondas.service_identity import service_authorization
 from ondas.settings import CommonSettings, service_identity
 from ondas.tenancy import TenancyTracker
-from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS, device_events
+from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, DEVICE_LIVENESS, device_events, topic
 
 log = logging.getLogger("agents.core.cache")
 
@@ -195,20 +195,24 @@ def follow_devices(
     service: str,
     settings: CommonSettings,
     device_manager_url: str,
+    also: Sequence[tuple[ConsumerLoop, str]] = (),
 ) -> tuple[CacheWarmer, TenancyTracker]:
     """The cache's feed, as every agent wires it: auth's tenants (tenancy bootstrap) -> the warmer fetches each
-    tenant's devices -> once warmed, ``consumers`` follow that tenant's device events."""
+    tenant's devices -> once warmed, ``consumers`` follow that tenant's device events. ``also``: (consumer,
+    subject) pairs that follow ``<tenant>.<subject>`` of the same tenants (the topics are created for them)."""
 
     def follow(tenants: frozenset[str]) -> None:
         for consumer in consumers:
             consumer.set_topics(device_events(t) for t in tenants)
+        for consumer, subject in also:
+            consumer.set_topics(topic(t, subject) for t in tenants)
 
     warmer = CacheWarmer(cache, device_manager_url, on_warmed=follow)
     tracker = TenancyTracker(
         service=service,
         auth_url=settings.auth_url,
         bootstrap=settings.kafka_bootstrap,
-        subjects=AGENT_SUBJECTS,
+        subjects=[*AGENT_SUBJECTS, *(subject for _, subject in also)],
         on_change=warmer.set_tenants,
     )
     return warmer, tracker

@@ -5,7 +5,8 @@ The TLS layer has already checked the chain against the platform CA (or refused 
 the agent:
 
 - the identity: the certificate's subject CN is ``<tenant>:<device-id>``, the same rule as MQTT usernames;
-- revocation: the CA's CRL (``ondas.ca``'s ``crl.pem``) is re-read whenever the file changes, so a
+- revocation: the CRL file (one CRL per trusted CA: ``make up`` gives the agent the on-disk CA's and
+  x509_mgmt's, combined by the MQTT agent) is re-read whenever the file changes, so a
   certificate revoked while the agent runs is refused from its next request on, without a restart. A CRL
   that cannot be read refuses every certificate (never "no revocation known, let everyone in").
 """
@@ -20,9 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
 from agents.core.payload import DeviceRef, Drop, parse_device
+from ondas.ca import load_crls
 from ondas.errors import Unavailable
 
 log = logging.getLogger("agents.core.certs")
@@ -71,8 +71,9 @@ class RevocationList:
                 st = os.stat(self._path)
                 stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
                 if stamp != self._stamp or self._serials is None:
-                    crl = x509.load_pem_x509_crl(self._path.read_bytes())
-                    self._serials = frozenset(r.serial_number for r in crl)
+                    # Every CRL of the file (the listener trusts several CAs: one CRL each, ondas.ca.combine_crls).
+                    crls = load_crls(self._path.read_bytes())
+                    self._serials = frozenset(r.serial_number for crl in crls for r in crl)
                     self._stamp = stamp
                     log.info("revocation list loaded", extra={"crl": str(self._path), "revoked": len(self._serials)})
             except (OSError, ValueError) as exc:

@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -28,6 +29,7 @@ from agents.core.stats import Statistics
 from agents.mqtt import api
 from agents.mqtt.bridge import AttrsBridge
 from agents.mqtt.broker import MessageHandler, MqttConnection, attrs_subscription
+from agents.mqtt.certificates import CERTIFICATES_SUBJECT, CertificateEvents, CrlWatcher
 from agents.mqtt.commands import DeviceEventHandler
 from agents.mqtt.liveness import LOG_TOPIC, LivenessBridge
 from agents.mqtt.provisioning import Dynsec, DynsecError, Provisioner
@@ -64,6 +66,7 @@ class Parts:
     dynsec: Dynsec | None
     credentials: RedisCredentialStore | None
     api: ApiServer | None
+    crl_watcher: CrlWatcher | None = None
 
 
 class MqttAgent:
@@ -96,6 +99,10 @@ class MqttAgent:
     def remove_sync(self, username: str) -> None:
         """End a removed device's sessions on every listener and delete its credentials (consumer thread)."""
         self._provision(lambda p: p.remove(username))
+
+    def end_sessions_sync(self, username: str) -> None:
+        """End a revoked certificate's identity's sessions, its login left as it was (consumer thread)."""
+        self._provision(lambda p: p.end_sessions(username))
 
     def disable_sync(self, username: str, disabled: bool) -> None:
         """End a disabled device's sessions and refuse its password logins, or let it log in again."""
@@ -156,8 +163,30 @@ class MqttAgent:
             ).handle_batch,
         )
         consumers = [feed, actions]
+        # x509_mgmt's certificates (the combined CRL kept current, revoked identities' sessions ended).
+        also: list[tuple[ConsumerLoop, str]] = []
+        crl_watcher = None
+        if revoker is not None and revoker.combined is not None:
+            crl_watcher = CrlWatcher(revoker)
+            if s.x509_crl_file and s.certificate_events:
+                certificates = ConsumerLoop(
+                    name=f"{SERVICE}-certificates",
+                    bootstrap=s.common.kafka_bootstrap,
+                    group_id=f"{s.consumer_group}.certificates",
+                    topics=[],
+                    handler=CertificateEvents(
+                        revoker, Path(s.x509_crl_file), self.end_sessions_sync if s.dynsec_port else None
+                    ).handle_batch,
+                )
+                consumers.append(certificates)
+                also.append((certificates, CERTIFICATES_SUBJECT))
         warmer, tracker = follow_devices(
-            self.cache, consumers, service=SERVICE, settings=s.common, device_manager_url=s.device_manager_url
+            self.cache,
+            [feed, actions],
+            service=SERVICE,
+            settings=s.common,
+            device_manager_url=s.device_manager_url,
+            also=also,
         )
         bridge = AttrsBridge(
             cache=self.cache,
@@ -242,7 +271,20 @@ class MqttAgent:
         self.health.add_check(
             "device-events", lambda: all(t.is_alive() for t in threads) and all(c.ready.is_set() for c in consumers)
         )
-        return Parts(producer, consumers, threads, warmer, tracker, tenant_purge, mqtt, live, dynsec, credentials, api)
+        return Parts(
+            producer,
+            consumers,
+            threads,
+            warmer,
+            tracker,
+            tenant_purge,
+            mqtt,
+            live,
+            dynsec,
+            credentials,
+            api,
+            crl_watcher,
+        )
 
     def _connection(self, client_id: str, on_message: MessageHandler, subscriptions: list[str]) -> MqttConnection:
         """A connection of the agent to the broker's internal listener (its own login, a persistent session)."""
@@ -300,6 +342,8 @@ class MqttAgent:
             self._provisioner = Provisioner(p.dynsec)
         if p.api is not None:
             p.api.start()
+        if p.crl_watcher is not None:
+            p.crl_watcher.start()
         await self._until(stop, p.mqtt.start())
         self._mqtt = p.mqtt
 
@@ -319,6 +363,8 @@ class MqttAgent:
             await p.live.stop(leave=self.settings.leave_on_stop)
         if p.api is not None:
             p.api.stop()
+        if p.crl_watcher is not None:
+            p.crl_watcher.stop()
         if p.dynsec is not None and p.dynsec.connected:
             await p.dynsec.stop()
         if p.credentials is not None:

@@ -175,6 +175,24 @@ class Provisioner:
         _raise_first([a for a in answers if a.get("error") not in (EXISTS, NOT_FOUND)])
         log.info("device credentials removed, sessions ended", extra={"username": username})
 
+    async def end_sessions(self, username: str) -> None:
+        """End every live session of ``username`` (a revoked certificate's) and leave its login as it was: a
+        device password stays usable, a disabled device stays disabled, a client made only for this goes."""
+        [answer] = await self._dynsec.run([{"command": "getClient", "username": username}])
+        if answer.get("error") == NOT_FOUND:
+            answers = await self._dynsec.run(
+                [*_end_sessions(username), {"command": "deleteClient", "username": username}]
+            )
+            _raise_first([a for a in answers if a.get("error") not in (EXISTS, NOT_FOUND)])
+        else:
+            _raise_first([answer])
+            client = (answer.get("data") or {}).get("client") or {}
+            commands: list[dict[str, Any]] = [{"command": "disableClient", "username": username}]
+            if not client.get("disabled"):
+                commands.append({"command": "enableClient", "username": username})
+            _raise_first(await self._dynsec.run(commands))
+        log.info("sessions ended", extra={"username": username})
+
     async def exists(self, username: str) -> bool:
         [answer] = await self._dynsec.run([{"command": "getClient", "username": username}])
         if answer.get("error") == NOT_FOUND:

@@ -4,8 +4,9 @@ working at once.
 Mosquitto checks client certificates against the CA's CRL (``crlfile`` of the mutual-TLS listener), re-reads it
 only on SIGHUP, and a reload leaves live sessions up. So revoking an identity ``<tenant>:<device-id>`` is:
 
-1. mark every certificate issued to it as revoked in the CA's records and rewrite the CRL (ondas.ca, until a
-   dedicated certificate authority service exists);
+1. mark every certificate the on-disk CA issued to it as revoked in the CA's records and rewrite the CRL
+   (ondas.ca; x509_mgmt revokes its own certificates of a removed device, see certificates.py), then rewrite the
+   combined CRL the listeners read (both CAs' CRLs in one file);
 2. SIGHUP Mosquitto (its PID from its pid file), so new handshakes with those certificates fail;
 3. end the live sessions: the caller does that through the dynamic security plugin (Provisioner.disable or
    Provisioner.remove), after this step, so a kicked device cannot reconnect with the old CRL.
@@ -20,13 +21,14 @@ import datetime as dt
 import logging
 import os
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import Counter
 
 from agents.mqtt.settings import Settings
-from ondas.ca import CRL_FILE, revoke_identity, revoke_tenant
+from ondas.ca import CRL_FILE, combine_crls, revoke_identity, revoke_tenant
 from ondas.errors import Unavailable
 from ondas.settings import SettingsError
 
@@ -37,10 +39,43 @@ BROKER_PROCESS_NAME = "mosquitto"
 
 
 class CertificateRevoker:
-    def __init__(self, pki_dir: Path, crl_file: Path, broker_pid_file: Path) -> None:
+    """``combined``: the CRL file the listeners read, rewritten from ``sources`` (the on-disk CA's CRL and
+    x509_mgmt's, ondas.ca.combine_crls) before each reload; None: they read ``crl_file`` itself."""
+
+    def __init__(
+        self,
+        pki_dir: Path,
+        crl_file: Path,
+        broker_pid_file: Path,
+        combined: Path | None = None,
+        sources: list[Path] | None = None,
+    ) -> None:
         self._pki_dir = pki_dir
         self._crl_file = crl_file
         self._pid_file = broker_pid_file
+        self.combined = combined
+        self.sources = sources if sources is not None else [crl_file]
+        self._lock = threading.Lock()
+        self._reload_pending = False
+
+    def combine(self) -> bool:
+        """Rewrite the combined CRL from its sources; True when it changed (the broker must then reload)."""
+        if self.combined is None:
+            return False
+        with self._lock:
+            try:
+                return combine_crls(self.sources, self.combined)
+            except (OSError, ValueError) as exc:
+                raise Unavailable(f"cannot write the combined CRL {self.combined}: {exc}") from exc
+
+    def refresh(self) -> bool:
+        """Combine the CRLs and, when the result changed (or an earlier reload failed), make the broker reload it."""
+        changed = self.combine() or self._reload_pending
+        if changed:
+            self._reload_pending = True
+            self.reload_broker(combine=False)
+            self._reload_pending = False
+        return changed
 
     def revoke(self, identity: str) -> bool:
         """Revoke every certificate of ``identity`` and make the broker reload the CRL. True when ``identity``
@@ -73,8 +108,10 @@ class CertificateRevoker:
         self.reload_broker()
         return identities
 
-    def reload_broker(self) -> None:
-        """SIGHUP Mosquitto: it re-reads its configuration, the CRL with it."""
+    def reload_broker(self, combine: bool = True) -> None:
+        """SIGHUP Mosquitto: it re-reads its configuration, the CRL with it (the combined one rewritten first)."""
+        if combine:
+            self.combine()
         try:
             pid = int(self._pid_file.read_text().strip())
         except (OSError, ValueError) as exc:
@@ -111,7 +148,11 @@ def revoker_from_settings(settings: Settings) -> CertificateRevoker | None:
             "no dynamic security connection (MQTT_AGENT_DYNSEC_PORT): a revoked certificate cannot open new "
             "sessions, but its live sessions stay up until they end"
         )
-    return CertificateRevoker(pki_dir, crl_file, Path(settings.broker_pid_file))
+    combined = Path(settings.device_crl_file) if settings.device_crl_file else None
+    sources = [crl_file, *([Path(settings.x509_crl_file)] if settings.x509_crl_file else [])]
+    if combined is not None:
+        log.info("combined CRL", extra={"crl": str(combined), "sources": [str(p) for p in sources]})
+    return CertificateRevoker(pki_dir, crl_file, Path(settings.broker_pid_file), combined, sources)
 
 
 def removal_handler(

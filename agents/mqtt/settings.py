@@ -63,6 +63,13 @@ class Settings:
     pki_dir: str
     crl_file: str
     broker_pid_file: str
+    # x509_mgmt (the device certificate authority): its CRL file (empty: no such CA), and the file Mosquitto's and
+    # the HTTP agent's TLS listeners read, the CRLs of both CAs one after the other (empty: the on-disk CA's CRL
+    # is read directly). The agent rewrites that file whenever either CRL changes and sends Mosquitto SIGHUP,
+    # and ends the sessions of each identity whose certificate x509_mgmt revoked (certificate.revoked events).
+    x509_crl_file: str = ""
+    device_crl_file: str = ""
+    certificate_events: bool = True
     # The secret the agents share to bind each stored password hash to its tenant and device; required with
     # ``redis_url`` (``make up`` generates it; the same value as the HTTP agent's HTTP_AGENT_CREDENTIALS_KEY).
     credentials_key: str = ""
@@ -112,5 +119,8 @@ class Settings:
             pki_dir=env_str("MQTT_AGENT_PKI_DIR", ""),
             crl_file=env_str("MQTT_AGENT_CRL_FILE", ""),
             broker_pid_file=env_str("MQTT_AGENT_BROKER_PID_FILE", ""),
+            x509_crl_file=env_str("MQTT_AGENT_X509_CRL_FILE", ""),
+            device_crl_file=env_str("MQTT_AGENT_DEVICE_CRL_FILE", ""),
+            certificate_events=env_choice("MQTT_AGENT_CERTIFICATE_EVENTS", ("on", "off"), "on") == "on",
             credentials_key=env_str("MQTT_AGENT_CREDENTIALS_KEY", ""),
         )

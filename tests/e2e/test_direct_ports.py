@@ -67,6 +67,8 @@ READS = [
     Case("GET", f"/device/{DEVICE}/latest", "history", f"/device/{DEVICE}/latest"),
     Case("GET", "/http-agent/v1/statistics", "http-agent", "/http-agent/v1/statistics"),
     Case("GET", "/mqtt-agent/v1/statistics", "mqtt-agent", "/mqtt-agent/v1/statistics"),
+    Case("GET", "/x509/v1/certificates", "x509-identity-mgmt", "/x509/v1/certificates"),
+    Case("GET", "/x509/v1/ca", "x509-identity-mgmt", "/x509/v1/ca"),
 ]
 # Bodies a permitted caller would get 400 for: nothing changes even if a refusal were missing (the test then fails
 # on the status, 400 against the gateway's 403).
@@ -78,6 +80,7 @@ WRITES = [
     Case("DELETE", "/template", "device-manager", "/template"),
     Case("PUT", "/http-agent/v1/log-level", "http-agent", "/http-agent/v1/log-level", {}),
     Case("PUT", "/mqtt-agent/v1/log-level", "mqtt-agent", "/mqtt-agent/v1/log-level", {}),
+    Case("POST", "/x509/v1/certificates", "x509-identity-mgmt", "/x509/v1/certificates", {}),
     Case(
         "POST",
         f"/basic-auth/v1/devices/{DEVICE}/basic-credentials",

@@ -115,6 +115,8 @@ def test_status_reports_every_process_healthy(platform):
         "mqtt-agent",
         "http-agent",
         "http-agent-tls",
+        "x509-mgmt",
+        "x509-mgmt-worker",
         "gateway",
     } <= names
     assert status["healthy"], [p for p in status["processes"] if not p["healthy"]]
@@ -154,7 +156,7 @@ def test_the_readme_tutorial_as_written_on_ports_that_are_not_the_defaults(platf
     assert shell["GW"] == status["gateway_url"]
     assert (shell["MQTT_HOST"], shell["MQTT_PORT"]) == (status["mqtt_host"], str(status["mqtt_port"]))
     assert shell["MQTTS_PORT"] == str(status["mqtts_port"])
-    assert shell["CA"] == str(platform.data_dir / "pki" / "ca.pem")
+    assert shell["CA"] == str(platform.data_dir / "tls" / "device-ca.pem")
 
     # 2. The template (its id captured with jq) and the device.
     token = platform.token()
@@ -187,9 +189,12 @@ def test_the_readme_tutorial_as_written_on_ports_that_are_not_the_defaults(platf
     assert docs[2] == {"status": "configuration sent to device"}
     assert docs[3:] == [{"fan": 100}], tutorial
 
-    # Device certificates: issued into mktemp -d, and the point sent over mutual TLS reached history.
-    assert f"identity     admin:{device_id}" in certificates, certificates
-    assert sorted(p.name for p in tmp_path.glob("*/*.pem")) == ["cert.pem", "key.pem"]
+    # Device certificates: certreq wrote dojot's layout into mktemp -d, and the point sent over mutual TLS
+    # reached history.
+    assert f"certificate for {device_id}" in certificates, certificates
+    [certs] = [p for p in tmp_path.iterdir() if (p / "ca").is_dir()]
+    written = sorted(str(p.relative_to(certs)) for p in certs.rglob("*") if p.is_file())
+    assert written == ["ca/ca.pem", f"cert_{device_id}/cert.pem", f"cert_{device_id}/private.key"], written
     r = poll(
         lambda: history(platform, token, device_id, "lastN=1&attr=temperature"),
         lambda r: r.status_code == 200 and r.json()[0]["value"] == 20.1,
@@ -205,7 +210,8 @@ def test_a_device_certificate_sends_over_the_http_agents_tls_listener(platform, 
     out = tmp_path / "cert"
     platform.ctl("device-cert", "admin", device_id, "--out", str(out))
     url = f"https://127.0.0.1:{platform.port('http_agent_tls')}/http-agent/v1/incoming-messages"
-    tls = {"verify": str(platform.data_dir / "pki" / "ca.pem"), "cert": (str(out / "cert.pem"), str(out / "key.pem"))}
+    # The listener's server certificate is x509_mgmt's; the bundle of both device CAs verifies it.
+    tls = {"verify": platform.status["ca_file"], "cert": (str(out / "cert.pem"), str(out / "key.pem"))}
 
     def send(value: float) -> requests.Response:
         return requests.post(url, json={"data": {"temperature": value}}, timeout=15, **tls)

@@ -33,6 +33,7 @@ from ondas.timestamps import now_ms
 from ondas.topics import TENANCY_TOPIC, device_events
 from ondasctl import infra
 from ondasctl.config import Config
+from ondasctl.pki import device_tls_files
 from tests.integration.agents_mqtt.conftest import (
     Agent,
     Broker,
@@ -94,6 +95,9 @@ def magent(
             "MQTT_AGENT_DYNSEC_PASSWORDS": "off",
             "MQTT_AGENT_PKI_DIR": str(cfg.data_dir / "pki"),
             "MQTT_AGENT_BROKER_PID_FILE": str(infra.mosquitto_pid_file(cfg)),
+            # As make up: the listener reads both CAs' CRLs from one file, which the agent rewrites.
+            "MQTT_AGENT_X509_CRL_FILE": str(device_tls_files(cfg.data_dir)["x509_crl"]),
+            "MQTT_AGENT_DEVICE_CRL_FILE": str(device_tls_files(cfg.data_dir)["crl"]),
         },
     )
     yield a
@@ -182,7 +186,7 @@ class TlsDevice:
 @pytest.fixture
 def connect(mosquitto: Broker) -> Iterator[Callable[..., TlsDevice]]:
     opened: list[TlsDevice] = []
-    ca = mosquitto.cfg.data_dir / "pki" / pki.CA_CERT
+    ca = device_tls_files(mosquitto.cfg.data_dir)["ca"]
 
     def make(cert: pki.IssuedCert | None, ca_file: Path | None = None) -> TlsDevice:
         d = TlsDevice(mosquitto.cfg, ca_file or ca, cert and cert.cert, cert and cert.key)
@@ -276,13 +280,13 @@ def test_a_certificate_receives_only_its_own_configuration(magent, tenant, tenan
 def test_a_certificate_of_another_ca_is_refused(mosquitto, tenant, connect, tmp_path):
     stranger = pki.issue_device_cert(tmp_path / "other-ca", tenant, "dev1")  # same CN, a CA of its own
     assert connect(stranger).refused
-    ca = mosquitto.cfg.data_dir / "pki" / pki.CA_CERT
+    ca = device_tls_files(mosquitto.cfg.data_dir)["ca"]
     assert handshake_alert(mosquitto.cfg, ca, stranger) != ""
 
 
 def test_no_client_certificate_is_refused(mosquitto, connect):
     assert connect(None).refused
-    ca = mosquitto.cfg.data_dir / "pki" / pki.CA_CERT
+    ca = device_tls_files(mosquitto.cfg.data_dir)["ca"]
     assert handshake_alert(mosquitto.cfg, ca, None) != ""
 
 
@@ -290,7 +294,7 @@ def test_a_removed_device_is_kicked_and_its_certificates_refused(
     magent, mosquitto, tenant, issue, connect, events, reader
 ):
     cfg = mosquitto.cfg
-    ca = cfg.data_dir / "pki" / pki.CA_CERT
+    ca = device_tls_files(cfg.data_dir)["ca"]
     first, second = issue(tenant, "dev3"), issue(tenant, "dev3")  # e.g. a replaced certificate
     keeper_cert = issue(tenant, "dev2")
     dev3, keeper = connect(second), connect(keeper_cert)
@@ -325,7 +329,7 @@ def test_a_deleted_tenant_loses_every_certificate_and_session(
     magent, mosquitto, stub, tenant, tenant2, issue, connect, kafka_bootstrap
 ):
     cfg = mosquitto.cfg
-    ca = cfg.data_dir / "pki" / pki.CA_CERT
+    ca = device_tls_files(cfg.data_dir)["ca"]
     doomed, keeper_cert = issue(tenant2, "dev1"), issue(tenant, "dev1")
     dev, keeper = connect(doomed), connect(keeper_cert)
     assert dev.accepted and keeper.accepted
@@ -379,7 +383,7 @@ def test_in_credentials_mode_a_removal_ends_certificate_and_password_sessions(cr
     credentials-mode broker: one identity logged in with a certificate and with its password."""
     cfg = credentials_broker
     pki_dir = cfg.data_dir / "pki"
-    ca = pki_dir / pki.CA_CERT
+    ca = device_tls_files(cfg.data_dir)["ca"]
     gone = pki.issue_device_cert(pki_dir, "acme", "gone", out_dir=tmp_path / "gone")
     kept = pki.issue_device_cert(pki_dir, "acme", "kept", out_dir=tmp_path / "kept")
     solo = pki.issue_device_cert(pki_dir, "acme", "solo", out_dir=tmp_path / "solo")  # no password
@@ -405,7 +409,13 @@ def test_in_credentials_mode_a_removal_ends_certificate_and_password_sessions(cr
         wait_until(password_up.is_set, 10, "the password login")
 
         on_remove = removal_handler(
-            CertificateRevoker(pki_dir, pki_dir / pki.CRL_FILE, infra.mosquitto_pid_file(cfg)),
+            CertificateRevoker(
+                pki_dir,
+                pki_dir / pki.CRL_FILE,
+                infra.mosquitto_pid_file(cfg),
+                device_tls_files(cfg.data_dir)["crl"],
+                [pki_dir / pki.CRL_FILE, device_tls_files(cfg.data_dir)["x509_crl"]],
+            ),
             lambda identity: dynsec_call(cfg, lambda p: p.remove(identity)),
         )
         assert on_remove is not None

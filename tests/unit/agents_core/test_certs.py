@@ -77,3 +77,28 @@ def test_a_crl_that_cannot_be_read_lets_nobody_in(ca: Path) -> None:
         crl.is_revoked(1)
     pki.write_crl(ca)
     assert not crl.is_revoked(1)
+
+
+def test_every_crl_of_a_combined_file_counts(tmp_path: Path) -> None:
+    """The TLS listeners trust two CAs and read one file with both CRLs (ondas.ca.combine_crls)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        pki.ensure_ca(d)
+        pki.write_crl(d)
+    in_a, in_b = pki.issue_device_cert(a, "t1", "dev1"), pki.issue_device_cert(b, "t1", "dev2")
+    combined = tmp_path / "combined.pem"
+    assert pki.combine_crls([a / pki.CRL_FILE, b / pki.CRL_FILE, tmp_path / "missing.pem"], combined)
+    assert not pki.combine_crls([a / pki.CRL_FILE, b / pki.CRL_FILE], combined)  # unchanged: not rewritten
+    assert len(pki.load_crls(combined.read_bytes())) == 2
+    clock = Clock()
+    crl = RevocationList(combined, recheck_s=1.0, clock=clock)
+    assert not crl.is_revoked(int(in_a.serial, 16)) and not crl.is_revoked(int(in_b.serial, 16))
+    pki.revoke_identity(b, "t1:dev2")
+    assert pki.combine_crls([a / pki.CRL_FILE, b / pki.CRL_FILE], combined)
+    clock.now = 2.0
+    assert crl.is_revoked(int(in_b.serial, 16))  # the second CRL of the file
+    assert not crl.is_revoked(int(in_a.serial, 16))
+    (b / pki.CRL_FILE).write_text("damaged")
+    with pytest.raises(ValueError):
+        pki.combine_crls([a / pki.CRL_FILE, b / pki.CRL_FILE], combined)
+    assert len(pki.load_crls(combined.read_bytes())) == 2  # left as it was

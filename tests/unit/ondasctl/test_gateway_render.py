@@ -16,6 +16,7 @@ UPSTREAMS = {
     "history": "127.0.0.1:3",
     "http-agent": "127.0.0.1:4",
     "mqtt-agent": "127.0.0.1:5",
+    "x509-identity-mgmt": "127.0.0.1:6",
 }
 
 

@@ -1,0 +1,158 @@
+"""x509_mgmt's certificates, honoured by the broker: the combined CRL kept current, revoked identities kicked.
+
+x509_mgmt (the device certificate authority) writes its CRL to a file (``<data>/x509/crl.pem``, within a second of
+each revocation, and whenever it regenerates it) and announces each revocation on
+``<tenant>.dojot.x509-identity-mgmt.certificates`` (``certificate.revoked``, docs/kafka-contract.md). Mosquitto
+and the HTTP agent read one CRL file holding every trusted CA's CRL; so here:
+
+- :class:`CrlWatcher` rewrites that file whenever one of its sources changes (any revocation, the CA's periodic
+  regeneration before ``nextUpdate``) and sends Mosquitto SIGHUP;
+- :class:`CertificateEvents` handles ``certificate.revoked``: it waits until the revoked serial is on the CA's CRL
+  file (x509_mgmt's relay writes it; the event may arrive first), makes the combined CRL current and the broker
+  reload it, then ends the live sessions of the certificate's identity (the dynamic security plugin), so the
+  device cannot reconnect with it. Ending sessions is per identity: a device's other certificates' sessions end
+  too and reconnect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Message
+
+from agents.mqtt.revocation import CertificateRevoker
+from ondas.ca import load_crls
+from ondas.errors import Unavailable
+
+log = logging.getLogger("agents.mqtt.certificates")
+
+CERTIFICATES_SUBJECT = "dojot.x509-identity-mgmt.certificates"
+REVOKED = "certificate.revoked"
+
+
+class CrlWatcher:
+    """A daemon thread that calls ``revoker.refresh()`` whenever a source CRL file changes (checked every
+    ``interval_s``), and once at start (x509_mgmt may have written its CRL before this process started)."""
+
+    def __init__(self, revoker: CertificateRevoker, interval_s: float = 0.5) -> None:
+        self._revoker = revoker
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._stamps: dict[Path, tuple[int, int, int] | None] | None = None
+        self._thread = threading.Thread(target=self._run, name="crl-watcher", daemon=True)
+        self.failures = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def check(self) -> bool:
+        """One round: refresh when a source changed since the last good round. True when the broker reloaded."""
+        stamps = {p: _stamp(p) for p in self._revoker.sources}
+        if stamps == self._stamps:
+            return False
+        changed = self._revoker.refresh()
+        self._stamps = stamps
+        return changed
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.check():
+                    log.info("a CA's CRL changed: combined CRL rewritten, broker reloaded")
+            except Unavailable as exc:
+                self.failures += 1
+                log.warning("cannot refresh the combined CRL (retrying)", extra={"error": str(exc)})
+            self._stop.wait(self._interval_s)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def identity_of(event: dict[str, Any], tenant: str) -> str | None:
+    """The MQTT identity (``use_identity_as_username``: the certificate's CN) of an event's certificate: its
+    subject's CN when that is ``<tenant>:<device-id>`` of the event's tenant, else the device it belongs to."""
+    data = event.get("data") or {}
+    subject = str(data.get("subjectDN") or "")
+    for part in subject.split(","):
+        key, _, value = part.strip().partition("=")
+        if key.strip().upper() == "CN" and value.startswith(f"{tenant}:"):
+            return value
+    device = (data.get("belongsTo") or {}).get("device")
+    return f"{tenant}:{device}" if device else None
+
+
+class CertificateEvents:
+    """The handler of a batch of certificate events (``ConsumerLoop``); raises Unavailable to have it retried."""
+
+    def __init__(
+        self,
+        revoker: CertificateRevoker,
+        x509_crl_file: Path,
+        end_sessions: Callable[[str], None] | None,
+        crl_wait_s: float = 10.0,
+    ) -> None:
+        self._revoker = revoker
+        self._x509_crl = x509_crl_file
+        self._end_sessions = end_sessions
+        self._crl_wait_s = crl_wait_s
+
+    def handle_batch(self, messages: list[Message]) -> None:
+        for message in messages:
+            self.handle(message)
+
+    def handle(self, message: Message) -> None:
+        topic = message.topic() or ""
+        tenant = topic.split(".", 1)[0]
+        try:
+            event = json.loads(message.value() or b"")
+        except ValueError:
+            log.warning("certificate event is not JSON, skipped", extra={"topic": topic})
+            return
+        if not isinstance(event, dict) or event.get("event") != REVOKED:
+            return
+        identity = identity_of(event, tenant)
+        data = event.get("data") or {}
+        if data.get("issuedByDojotPki"):
+            try:
+                serial = int(str(data.get("serialNumber") or ""), 16)
+            except ValueError:
+                serial = None
+            if serial is not None:
+                self._wait_on_crl(serial)
+        # The combined CRL current (and the broker reloaded) before the sessions end: no reconnect with it.
+        self._revoker.refresh()
+        if identity and self._end_sessions is not None:
+            self._end_sessions(identity)
+        log.info(
+            "certificate revoked: CRL reloaded, sessions ended",
+            extra={"identity": identity, "fingerprint": data.get("fingerprint")},
+        )
+
+    def _wait_on_crl(self, serial: int) -> None:
+        deadline = time.monotonic() + self._crl_wait_s
+        while True:
+            try:
+                if any(r.serial_number == serial for crl in load_crls(self._x509_crl.read_bytes()) for r in crl):
+                    return
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise Unavailable(f"serial {serial:x} is not on {self._x509_crl} yet")
+            time.sleep(0.1)
