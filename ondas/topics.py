@@ -12,6 +12,7 @@ from ondas.tenant import MANAGEMENT_TOPIC_PREFIX, validate_tenant
 DEVICE_DATA = "device-data"
 DEVICE_EVENTS = "dojot.device-manager.device"
 DEVICE_LIVENESS = "device-liveness"
+CERTIFICATES = "dojot.x509-identity-mgmt.certificates"  # x509_mgmt's certificate events
 TENANCY = "dojot.tenancy"
 DEAD_LETTER_SUFFIX = ".dlq"
 

@@ -35,13 +35,13 @@ import psycopg
 from prometheus_client import Counter, Gauge
 from psycopg import sql
 
-from ondas.topics import topic
+from ondas.topics import CERTIFICATES, topic
 from x509_mgmt.models import CertificateRecord, iso
 from x509_mgmt.store_postgres import OUTBOX_CHANNEL, RELAY_LOCK, count_pending, mark_published, pending
 
 log = logging.getLogger("x509_mgmt.events")
 
-SUBJECT = "dojot.x509-identity-mgmt.certificates"
+SUBJECT = CERTIFICATES
 ISSUED = "certificate.issued"
 REGISTERED = "certificate.registered"
 REVOKED = "certificate.revoked"

@@ -29,7 +29,7 @@ from agents.core.stats import Statistics
 from agents.mqtt import api
 from agents.mqtt.bridge import AttrsBridge
 from agents.mqtt.broker import MessageHandler, MqttConnection, attrs_subscription
-from agents.mqtt.certificates import CERTIFICATES_SUBJECT, CertificateEvents, CrlWatcher
+from agents.mqtt.certificates import CertificateEvents, CrlWatcher
 from agents.mqtt.commands import DeviceEventHandler
 from agents.mqtt.liveness import LOG_TOPIC, LivenessBridge
 from agents.mqtt.provisioning import Dynsec, DynsecError, Provisioner
@@ -42,6 +42,7 @@ from ondas.health import Health, serve_health
 from ondas.kafka import ConsumerLoop, Producer, get_producer
 from ondas.settings import CommonSettings
 from ondas.tenancy import TenancyTracker, TenantPurge
+from ondas.topics import CERTIFICATES
 from ondas.web import create_app
 
 log = logging.getLogger("agents.mqtt.app")
@@ -179,7 +180,7 @@ class MqttAgent:
                     ).handle_batch,
                 )
                 consumers.append(certificates)
-                also.append((certificates, CERTIFICATES_SUBJECT))
+                also.append((certificates, CERTIFICATES))
         warmer, tracker = follow_devices(
             self.cache,
             [feed, actions],

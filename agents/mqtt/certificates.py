@@ -30,10 +30,10 @@ from confluent_kafka import Message
 from agents.mqtt.revocation import CertificateRevoker
 from ondas.ca import load_crls
 from ondas.errors import Unavailable
+from ondas.topics import parse
 
 log = logging.getLogger("agents.mqtt.certificates")
 
-CERTIFICATES_SUBJECT = "dojot.x509-identity-mgmt.certificates"
 REVOKED = "certificate.revoked"
 
 
@@ -119,7 +119,11 @@ class CertificateEvents:
 
     def handle(self, message: Message) -> None:
         topic = message.topic() or ""
-        tenant = topic.split(".", 1)[0]
+        try:
+            tenant = parse(topic).tenant
+        except ValueError:
+            log.warning("certificate event on a topic outside the grammar, skipped", extra={"topic": topic})
+            return
         try:
             event = json.loads(message.value() or b"")
         except ValueError:
