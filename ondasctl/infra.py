@@ -289,6 +289,31 @@ def dynsec_prepare(cfg: Config, state: Path) -> Path:
     return Path(found[-1])
 
 
+CERTAUTH_SOURCE = Path(__file__).resolve().parent.parent / "agents" / "mqtt" / "broker_plugin" / "ondas_certauth.c"
+
+
+def certauth_plugin(cfg: Config) -> Path:
+    """The broker's ondas_certauth plugin (agents/mqtt/broker_plugin), compiled into the data directory when it
+    is missing or older than its source (gcc, Mosquitto's and OpenSSL's headers: scripts/install.sh)."""
+    out = cfg.data_dir / "mosquitto" / "ondas_certauth.so"
+    if out.exists() and out.stat().st_mtime >= CERTAUTH_SOURCE.stat().st_mtime:
+        return out
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise RuntimeError("no C compiler to build the broker's certificate plugin; run 'make install'")
+    print(f"==> building the broker's certificate plugin {out.name}", flush=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}")
+    result = subprocess.run(
+        [gcc, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(tmp), str(CERTAUTH_SOURCE), "-lcrypto"],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"building {CERTAUTH_SOURCE.name} failed (run 'make install'):\n{result.stderr}")
+    os.replace(tmp, out)
+    return out
+
+
 def mosquitto_pid_file(cfg: Config) -> Path:
     """Where Mosquitto writes its PID: the MQTT agent signals it (SIGHUP) to reload the CRL."""
     return cfg.run / "mosquitto.pid"
@@ -304,6 +329,8 @@ def mosquitto_prepare(cfg: Config) -> None:
     # CRL (ondasctl/pki.py); the MQTT agent rewrites the combined CRL whenever either CA's CRL changes.
     tls = prepare_device_tls(cfg.data_dir, ["localhost", cfg.host])
     ca, cert, key, crl = tls["ca"], tls["cert"], tls["key"], tls["crl"]
+    trusted_dir, trust_file = tls["x509_trusted_dir"], tls["x509_trust"]
+    trusted_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
     # Devices: a device may publish only on its own attrs topic and receive only its own config topic.
     (d / "devices.acl").write_text("pattern write %u/attrs\npattern read %u/config\n")
     # Legacy (Mosca) topics, plain listener in unsecured mode only: the topic names the device, and nothing can
@@ -360,14 +387,19 @@ def mosquitto_prepare(cfg: Config) -> None:
             ]
         ),
         "",
-        "# Devices, mutual TLS: the certificate CN <tenant>:<device-id> is the identity; certificates of x509_mgmt's",
-        "# CA and of the on-disk platform CA are accepted.",
+        "# Devices, mutual TLS. The chain is verified against the platform CAs (cafile: x509_mgmt's and the on-disk",
+        "# CA) and the tenants' registered CAs (capath, x509_mgmt's hashed directory, searched at each handshake).",
+        "# The ondas_certauth plugin then gives the identity: a platform certificate's CN <tenant>:<device-id>",
+        "# (checked against both CAs' CRLs, combined by the MQTT agent), or for a tenant CA's certificate the device",
+        "# it was registered to by that tenant (x509_mgmt's device-trust.tsv). It re-reads those files when they",
+        "# change. No crlfile: OpenSSL would demand a CRL of every tenant CA.",
         f"listener {cfg.ports['mqtts']} {cfg.host}",
-        f"cafile {ca}\ncertfile {cert}\nkeyfile {key}",
-        "require_certificate true\nuse_identity_as_username true",
-        "# Revoked device certificates, both CAs' CRLs in one file (the MQTT agent rewrites it and sends SIGHUP,",
-        "# which re-reads it, then ends the revoked identities' live sessions).",
-        f"crlfile {crl}",
+        f"cafile {ca}\ncapath {trusted_dir}\ncertfile {cert}\nkeyfile {key}",
+        "require_certificate true",
+        f"plugin {certauth_plugin(cfg)}",
+        f"plugin_opt_platform_cas {ca}",
+        f"plugin_opt_crl_file {crl}",
+        f"plugin_opt_tenant_cas {trust_file}",
         "allow_anonymous false",
         f"acl_file {d}/devices.acl",
         "",

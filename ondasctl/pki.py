@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ondas.ca import write_private_key
+from x509_mgmt.ca import TRUST_FILE as X509_TRUST_FILE
+from x509_mgmt.ca import TRUSTED_DIR as X509_TRUSTED_DIR
 
 
 def ensure_jwt_keys(keys_dir: Path) -> tuple[Path, Path]:
@@ -56,6 +58,8 @@ def device_tls_files(data_dir: Path) -> dict[str, Path]:
         "key": d / SERVER_KEY,
         "pki_crl": data_dir / "pki" / "crl.pem",
         "x509_crl": x509_data_dir(data_dir) / "crl.pem",
+        "x509_trust": x509_data_dir(data_dir) / X509_TRUST_FILE,
+        "x509_trusted_dir": x509_data_dir(data_dir) / X509_TRUSTED_DIR,
     }
 
 

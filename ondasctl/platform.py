@@ -176,6 +176,7 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
                 # sends Mosquitto SIGHUP, and ends the sessions of identities whose certificate x509_mgmt revoked.
                 "MQTT_AGENT_PKI_DIR": str(cfg.data_dir / "pki"),
                 "MQTT_AGENT_X509_CRL_FILE": str(tls["x509_crl"]),
+                "MQTT_AGENT_X509_TRUST_FILE": str(tls["x509_trust"]),
                 "MQTT_AGENT_DEVICE_CRL_FILE": str(tls["crl"]),
                 "MQTT_AGENT_LEGACY_TOPICS": "on" if cfg.mqtt_legacy_topics else "off",
                 "MQTT_AGENT_BROKER_PID_FILE": str(infra.mosquitto_pid_file(cfg)),
@@ -210,6 +211,8 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
                 "HTTP_AGENT_TLS_KEY": str(tls["key"]),
                 "HTTP_AGENT_TLS_CA": str(tls["ca"]),
                 "HTTP_AGENT_TLS_CRL": str(tls["crl"]),
+                "HTTP_AGENT_TLS_CA_DIR": str(tls["x509_trusted_dir"]),
+                "HTTP_AGENT_TLS_TRUST_FILE": str(tls["x509_trust"]),
             },
             ca=tls["ca"],
         ),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the platform and its tests need and is missing; idempotent; says what it does.
 #   - Debian packages: PostgreSQL, Redis, Mosquitto (+ clients), nginx, jq, curl, Python 3.11 venv support
-#     decK (validates gateway/kong.yml), Lua 5.1 with busted and LuaSocket (the Kong plugin's specs)
+#     decK (validates gateway/kong.yml), Lua 5.1 with busted and LuaSocket (the Kong plugin's specs), gcc with
+#     Mosquitto's and OpenSSL's headers (the broker's certificate plugin)
 #   - a Python virtual environment in .venv with the project and its pinned dependencies (constraints.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,11 @@ for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${need[$cmd]}")
 done
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+# The broker's certificate plugin (agents/mqtt/broker_plugin, compiled at start): a C compiler and the headers.
+command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+[ -f /usr/include/mosquitto_plugin.h ] || missing+=(mosquitto-dev)
+[ -f /usr/include/mosquitto.h ] || missing+=(libmosquitto-dev)
+[ -f /usr/include/openssl/x509.h ] || missing+=(libssl-dev)
 # The Kong plugin's specs against the real PDP (gateway/kong-plugin) speak HTTP through LuaSocket.
 lua5.1 -e 'require "socket.http"' >/dev/null 2>&1 || missing+=(lua-socket)
 PYTHON=${PYTHON:-}
@@ -46,7 +52,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
-  step "system packages present (postgresql, redis, mosquitto, nginx, jq, curl, deck, lua, python 3.11)"
+  step "system packages present (postgresql, redis, mosquitto (+ plugin headers), gcc, nginx, jq, curl, deck, lua, python 3.11)"
 fi
 if [ -z "$PYTHON" ]; then PYTHON=$(command -v python3.11); fi
 

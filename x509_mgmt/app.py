@@ -78,7 +78,7 @@ def build_api(settings: Settings, devices: DeviceDirectory | None = None) -> Fla
             publisher=kafka.get_producer(bootstrap),
             ensure_topics=lambda names: kafka.ensure_topics(bootstrap, names),
             poll_interval=settings.relay_poll_seconds,
-            on_round=service.sync_crl_file,
+            on_round=service.upkeep,
         ).start()
         health.add_check("outbox-relay", relay.alive)
         app.extensions["x509_relay"] = relay

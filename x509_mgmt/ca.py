@@ -21,7 +21,10 @@ Private keys never leave this module except into those files. Serial numbers are
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import ctypes
+import ctypes.util
 import datetime as dt
 import fcntl
 import os
@@ -44,6 +47,13 @@ ISSUING_CERT = "issuing-ca.pem"
 ISSUING_KEY = "issuing-ca.key"
 CHAIN_FILE = "ca-chain.pem"
 CRL_FILE = "crl.pem"
+# What the device listeners trust beyond the platform CAs (written by the relay's upkeep, read by the broker's
+# ondas_certauth plugin and the HTTP agent): one line per tenant CA ``ca TAB <tenant> TAB <base64 DER>`` and per
+# external certificate that belongs to a device ``cert TAB <SHA-256 hex> TAB <tenant>:<device-id>``.
+TRUST_FILE = "device-trust.tsv"
+# The tenant CAs again, as an OpenSSL hashed directory (``<subject hash>.<n>``): the listeners' ``capath``, which
+# OpenSSL searches at each handshake, so a CA registered while they run is trusted without a restart.
+TRUSTED_DIR = "trusted-cas"
 LOCK_FILE = ".ca.lock"
 
 ROOT_CN = "Ondas Root CA"
@@ -481,3 +491,92 @@ def _spki(key: object) -> bytes:
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         return b""
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+# --- the device listeners' trust files ---------------------------------------------------------------------------
+
+
+def subject_hash(cert: x509.Certificate) -> str:
+    """OpenSSL's subject name hash of ``cert`` (``openssl x509 -subject_hash``): the file name a hashed CA
+    directory needs. Computed by the system's libcrypto, the library the listeners verify with."""
+    lib = _libcrypto()
+    der = cert.public_bytes(serialization.Encoding.DER)
+    buf = ctypes.create_string_buffer(der, len(der))
+    ptr = ctypes.c_char_p(ctypes.addressof(buf))
+    handle = lib.d2i_X509(None, ctypes.byref(ptr), len(der))
+    if not handle:
+        raise ValueError("libcrypto cannot parse the certificate")
+    try:
+        return f"{lib.X509_subject_name_hash(handle) & 0xFFFFFFFF:08x}"
+    finally:
+        lib.X509_free(handle)
+
+
+_LIBCRYPTO: ctypes.CDLL | None = None
+
+
+def _libcrypto() -> ctypes.CDLL:
+    global _LIBCRYPTO
+    if _LIBCRYPTO is None:
+        name = ctypes.util.find_library("crypto")
+        if not name:
+            raise RuntimeError("the system's libcrypto (OpenSSL) is not installed")
+        lib = ctypes.CDLL(name)
+        lib.d2i_X509.restype = ctypes.c_void_p
+        lib.d2i_X509.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_long]
+        lib.X509_subject_name_hash.restype = ctypes.c_ulong
+        lib.X509_subject_name_hash.argtypes = [ctypes.c_void_p]
+        lib.X509_free.restype = None
+        lib.X509_free.argtypes = [ctypes.c_void_p]
+        _LIBCRYPTO = lib
+    return _LIBCRYPTO
+
+
+def write_device_trust(data_dir: Path, cas: Sequence[tuple[str, str]], certs: Sequence[tuple[str, str, str]]) -> bool:
+    """Make :data:`TRUST_FILE` and :data:`TRUSTED_DIR` of ``data_dir`` hold ``cas`` ((tenant, PEM)) and ``certs``
+    ((fingerprint, tenant, device)); True when something changed. The hashed directory is updated before the
+    trust file, so the listener's TLS layer knows a CA by the time the plugin accepts its certificates."""
+    loaded = [(tenant, x509.load_pem_x509_certificate(text.encode())) for tenant, text in cas]
+    lines = [f"ca\t{t}\t{base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()}" for t, c in loaded]
+    lines += [f"cert\t{fp.replace(':', '').upper()}\t{t}:{d}" for fp, t, d in certs]
+    text = ("".join(f"{line}\n" for line in lines)).encode()
+    changed = _sync_hashed_dir(data_dir / TRUSTED_DIR, [c for _, c in loaded])
+    target = data_dir / TRUST_FILE
+    try:
+        same = target.read_bytes() == text
+    except FileNotFoundError:
+        same = False
+    if not same:
+        _write_atomic(target, text, 0o644)
+    return changed or not same
+
+
+def _sync_hashed_dir(directory: Path, certs: Sequence[x509.Certificate]) -> bool:
+    wanted: dict[str, bytes] = {}
+    seen: set[bytes] = set()
+    for cert in certs:
+        body = cert.public_bytes(serialization.Encoding.PEM)
+        if body in seen:  # two tenants trust the same CA: one file
+            continue
+        seen.add(body)
+        h = subject_hash(cert)
+        n = 0
+        while f"{h}.{n}" in wanted:
+            n += 1
+        wanted[f"{h}.{n}"] = body
+    directory.mkdir(mode=0o755, exist_ok=True)
+    changed = False
+    for name, body in wanted.items():
+        path = directory / name
+        try:
+            if path.read_bytes() == body:
+                continue
+        except FileNotFoundError:
+            pass
+        _write_atomic(path, body, 0o644)
+        changed = True
+    for path in directory.iterdir():
+        if path.name not in wanted:
+            path.unlink(missing_ok=True)
+            changed = True
+    return changed

@@ -171,6 +171,21 @@ class X509Service:
         if current != text:
             self.ca.write_crl_file(text)
 
+    def sync_device_trust(self) -> None:
+        """Keep ``<data dir>/device-trust.tsv`` and ``trusted-cas/`` what the listeners must trust beyond the
+        platform CAs: every tenant's CAs and the external certificates that belong to a device (the relay's
+        upkeep, so within a second of a change)."""
+        cas, certs = self.store.device_trust()
+        if camod.write_device_trust(self.ca.paths.data_dir, cas, certs):
+            log.info(
+                "device trust files rewritten", extra={"trusted_cas": len(cas), "external_certificates": len(certs)}
+            )
+
+    def upkeep(self) -> None:
+        """The relay's periodic round: the CRL file and the device trust files current."""
+        self.sync_crl_file()
+        self.sync_device_trust()
+
     # -- certificates ---------------------------------------------------------------------------------------
     def create(self, tenant: str, user: str, request: CsrRequest | ExternalRequest) -> dict[str, Any]:
         if isinstance(request, CsrRequest):

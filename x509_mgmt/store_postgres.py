@@ -248,6 +248,18 @@ class PostgresStore:
         with translate_errors(), self._pool.connection() as conn, conn.transaction():
             yield CrlUpdate(conn, _crl_state(conn, lock=True))
 
+    def device_trust(self) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+        """What the device listeners trust beyond the platform CAs (platform-wide, for the trust file): every
+        tenant's trusted CAs ``(tenant, pem)`` and every external certificate that belongs to a device
+        ``(fingerprint, tenant, device)``, in a stable order."""
+        with translate_errors(), self._pool.connection() as conn:
+            cas = conn.execute("SELECT tenant, pem FROM trusted_cas ORDER BY tenant, fingerprint").fetchall()
+            certs = conn.execute(
+                "SELECT fingerprint, tenant, device_id FROM certificates"
+                " WHERE NOT issued_by_platform AND device_id IS NOT NULL ORDER BY fingerprint"
+            ).fetchall()
+        return [(str(t), str(p)) for t, p in cas], [(str(f), str(t), str(d)) for f, t, d in certs]
+
     def purge_expired_revocations(self, now: dt.datetime) -> int:
         """Forget revocations of certificates that have expired (a CRL need not list them)."""
         with translate_errors(), self._pool.connection() as conn:

@@ -27,7 +27,7 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from agents.core.cache import DeviceCache
-from agents.core.certs import certificate_identity
+from agents.core.certs import PeerCertificate, certificate_identity
 from agents.core.payload import Drop
 from agents.core.stats import Statistics
 from agents.http.messages import STATUS, Message, decode_json, parse_batch, parse_credentials, parse_message
@@ -93,11 +93,11 @@ def blueprint(
             response.headers["WWW-Authenticate"] = REALM
         return response
 
-    def claimed(certificate: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    def claimed(certificate: PeerCertificate | None) -> tuple[str | None, str | None]:
         """The tenant and device a request claims to be (labels and logs only: not verified)."""
         try:
             if certificate:
-                ref, _ = certificate_identity(certificate)
+                ref, _ = certificate_identity(certificate.info)
             else:
                 ref, _ = parse_credentials(request.headers.get("Authorization"))
         except Drop:
@@ -179,14 +179,14 @@ def blueprint(
     return bp
 
 
-def peer_certificate(environ: dict[str, Any]) -> dict[str, Any] | None:
+def peer_certificate(environ: dict[str, Any]) -> PeerCertificate | None:
     """The client certificate the TLS handshake verified (gunicorn hands the connection's socket to the app),
     or None: plain HTTP, or TLS without a client certificate."""
     sock = environ.get("gunicorn.socket")
     if not isinstance(sock, ssl.SSLSocket):
         return None
-    cert = sock.getpeercert()
-    return cert or None
+    info, der = sock.getpeercert(), sock.getpeercert(binary_form=True)
+    return PeerCertificate(info, der) if info and der else None
 
 
 def _read_body(max_bytes: int) -> bytes:

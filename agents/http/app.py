@@ -29,7 +29,7 @@ from flask import Flask
 
 from agents.core.admin import admin_blueprint
 from agents.core.cache import CacheWarmer, DeviceCache, fetch_device, follow_devices
-from agents.core.certs import RevocationList
+from agents.core.certs import DeviceTrust, RevocationList
 from agents.core.credentials_redis import RedisCredentialStore
 from agents.core.stats import Statistics
 from agents.http import api
@@ -106,6 +106,9 @@ class HttpAgent:
             lookup=lambda tenant, device_id: fetch_device(s.device_manager_url, tenant, device_id),
             warming=lambda: not (tracker.ready and warmer.warmed),
             revocations=RevocationList(Path(s.tls_crl)) if self.tls else None,
+            trust=DeviceTrust(Path(s.tls_ca), Path(s.tls_trust_file) if s.tls_trust_file else None)
+            if self.tls
+            else None,
             publish_timeout_s=s.publish_timeout_s,
         )
         consumer_thread = self._thread("device-events", consumer.run)

@@ -11,6 +11,7 @@ Two listeners, each its own process (gunicorn's TLS settings apply to every sock
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -39,7 +40,7 @@ class _Server(BaseApplication):  # type: ignore[misc]
             self.cfg.set("keyfile", s.tls_key)
             self.cfg.set("ca_certs", s.tls_ca)
             self.cfg.set("cert_reqs", ssl.CERT_OPTIONAL)
-            self.cfg.set("ssl_context", _ssl_context)
+            self.cfg.set("ssl_context", _ssl_context_factory(s.tls_ca_dir))
         self.cfg.set("workers", 1)
         self.cfg.set("threads", s.threads)
         self.cfg.set("worker_class", "gthread")
@@ -56,10 +57,19 @@ class _Server(BaseApplication):  # type: ignore[misc]
         return create_worker_app(self._settings, tls=self._tls)
 
 
-def _ssl_context(config: Any, default_factory: Any) -> ssl.SSLContext:
-    context: ssl.SSLContext = default_factory()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
+def _ssl_context_factory(ca_dir: str) -> Any:
+    """gunicorn's ``ssl_context`` hook: TLS 1.2 at least, and the tenants' CAs (a hashed directory OpenSSL
+    searches at each handshake) besides ``ca_certs``."""
+
+    def ssl_context(config: Any, default_factory: Any) -> ssl.SSLContext:
+        context: ssl.SSLContext = default_factory()
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if ca_dir:
+            Path(ca_dir).mkdir(parents=True, exist_ok=True)
+            context.load_verify_locations(capath=ca_dir)
+        return context
+
+    return ssl_context
 
 
 def serve(settings: Settings, tls: bool = False) -> None:

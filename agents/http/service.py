@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.core.cache import Device, DeviceCache
-from agents.core.certs import RevocationList, certificate_identity
+from agents.core.certs import DeviceTrust, PeerCertificate, RevocationList, certificate_identity
 from agents.core.credentials_redis import CredentialReader
 from agents.core.ingest import Admitted, DeviceIngest
 from agents.core.payload import DeviceRef, Drop
@@ -75,6 +75,7 @@ class Ingest:
         clock: Callable[[], int] = now_ms,
         absent_ttl: float = 2.0,
         revocations: RevocationList | None = None,
+        trust: DeviceTrust | None = None,
     ) -> None:
         """``revocations``: the CA's CRL, on the TLS listener only (where certificates are taken)."""
         self._credentials = credentials
@@ -82,6 +83,7 @@ class Ingest:
         self._timeout = publish_timeout_s
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
         self._revocations = revocations
+        self._trust = trust
         self._ingest = DeviceIngest(
             cache=cache,
             producer=producer,
@@ -97,8 +99,8 @@ class Ingest:
         return tenant if tenant and self._ingest.served(tenant) else UNKNOWN_TENANT
 
     # -- who -----------------------------------------------------------------------------------------------
-    def authenticate(self, authorization: str | None, certificate: dict[str, Any] | None = None) -> Caller:
-        """``certificate``: the verified client certificate of the TLS connection (``getpeercert()``), if any."""
+    def authenticate(self, authorization: str | None, certificate: PeerCertificate | None = None) -> Caller:
+        """``certificate``: the verified client certificate of the TLS connection, if any."""
         if certificate:
             ref = self._certified(certificate)
         else:
@@ -107,11 +109,17 @@ class Ingest:
                 raise Drop("bad_credentials", "wrong username or password")
         return self._ingest.judge(ref)
 
-    def _certified(self, certificate: dict[str, Any]) -> DeviceRef:
+    def _certified(self, certificate: PeerCertificate) -> DeviceRef:
+        """A platform CA's certificate acts for its CN unless a CRL names it; with ``trust`` (x509_mgmt's trust
+        file), a tenant CA's certificate acts for the device that tenant registered it to."""
         if self._revocations is None:
             raise Drop("bad_certificate", "client certificates are taken on the agent's TLS listener only")
-        ref, serial = certificate_identity(certificate)
-        if self._revocations.is_revoked(serial):
+        serial: int | None
+        if self._trust is not None:
+            ref, serial = self._trust.identity(certificate.der)
+        else:
+            ref, serial = certificate_identity(certificate.info)
+        if serial is not None and self._revocations.is_revoked(serial):
             raise Drop("revoked_certificate", f"certificate {serial:x} was revoked")
         return ref
 

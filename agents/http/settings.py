@@ -36,6 +36,11 @@ class Settings:
     tls_key: str
     tls_ca: str
     tls_crl: str
+    # Tenants' CAs (x509_mgmt): ``tls_ca_dir`` its hashed CA directory (searched at each handshake, so a CA
+    # registered while the agent runs is trusted), ``tls_trust_file`` its device-trust.tsv (which tenant each CA
+    # serves, which device each of their certificates was registered to). Empty: platform CAs only.
+    tls_ca_dir: str = ""
+    tls_trust_file: str = ""
     # The secret the agents share to bind each stored password hash to its tenant and device (required; ``make up``
     # generates it; the same value as the MQTT agent's MQTT_AGENT_CREDENTIALS_KEY).
     credentials_key: str = ""
@@ -59,6 +64,8 @@ class Settings:
             tls_key=env_str("HTTP_AGENT_TLS_KEY", ""),
             tls_ca=env_str("HTTP_AGENT_TLS_CA", ""),
             tls_crl=env_str("HTTP_AGENT_TLS_CRL", ""),
+            tls_ca_dir=env_str("HTTP_AGENT_TLS_CA_DIR", ""),
+            tls_trust_file=env_str("HTTP_AGENT_TLS_TRUST_FILE", ""),
             credentials_key=env_str("HTTP_AGENT_CREDENTIALS_KEY", ""),
         )
         if not settings.credentials_key:

@@ -176,7 +176,10 @@ class MqttAgent:
                     group_id=f"{s.consumer_group}.certificates",
                     topics=[],
                     handler=CertificateEvents(
-                        revoker, Path(s.x509_crl_file), self.end_sessions_sync if s.dynsec_port else None
+                        revoker,
+                        Path(s.x509_crl_file),
+                        self.end_sessions_sync if s.dynsec_port else None,
+                        trust_file=Path(s.x509_trust_file) if s.x509_trust_file else None,
                     ).handle_batch,
                 )
                 consumers.append(certificates)

@@ -10,8 +10,9 @@ and the HTTP agent read one CRL file holding every trusted CA's CRL; so here:
 - :class:`CertificateEvents` handles ``certificate.revoked``: it waits until the revoked serial is on the CA's CRL
   file (x509_mgmt's relay writes it; the event may arrive first), makes the combined CRL current and the broker
   reload it, then ends the live sessions of the certificate's identity (the dynamic security plugin), so the
-  device cannot reconnect with it. Ending sessions is per identity: a device's other certificates' sessions end
-  too and reconnect.
+  device cannot reconnect with it. A revoked certificate of a tenant's own CA is not on any CRL: the broker's
+  plugin stops accepting it when x509_mgmt drops it from ``device-trust.tsv``, so that is what is waited for.
+  Ending sessions is per identity: a device's other certificates' sessions end too and reconnect.
 """
 
 from __future__ import annotations
@@ -86,9 +87,13 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 
 
 def identity_of(event: dict[str, Any], tenant: str) -> str | None:
-    """The MQTT identity (``use_identity_as_username``: the certificate's CN) of an event's certificate: its
-    subject's CN when that is ``<tenant>:<device-id>`` of the event's tenant, else the device it belongs to."""
+    """The MQTT identity (the username the broker's certificate plugin gives its sessions) of an event's
+    certificate: a platform certificate's CN when that is ``<tenant>:<device-id>`` of the event's tenant, else
+    (and always for a tenant CA's certificate) the device it belongs to."""
     data = event.get("data") or {}
+    if not data.get("issuedByDojotPki"):
+        device = (data.get("belongsTo") or {}).get("device")
+        return f"{tenant}:{device}" if device else None
     subject = str(data.get("subjectDN") or "")
     for part in subject.split(","):
         key, _, value = part.strip().partition("=")
@@ -107,8 +112,10 @@ class CertificateEvents:
         x509_crl_file: Path,
         end_sessions: Callable[[str], None] | None,
         crl_wait_s: float = 10.0,
+        trust_file: Path | None = None,
     ) -> None:
         self._revoker = revoker
+        self._trust_file = trust_file
         self._x509_crl = x509_crl_file
         self._end_sessions = end_sessions
         self._crl_wait_s = crl_wait_s
@@ -129,10 +136,12 @@ class CertificateEvents:
         except ValueError:
             log.warning("certificate event is not JSON, skipped", extra={"topic": topic})
             return
-        if not isinstance(event, dict) or event.get("event") != REVOKED:
+        if not isinstance(event, dict):
+            return
+        data = event.get("data") or {}
+        if event.get("event") != REVOKED:
             return
         identity = identity_of(event, tenant)
-        data = event.get("data") or {}
         if data.get("issuedByDojotPki"):
             try:
                 serial = int(str(data.get("serialNumber") or ""), 16)
@@ -140,6 +149,9 @@ class CertificateEvents:
                 serial = None
             if serial is not None:
                 self._wait_on_crl(serial)
+        elif self._trust_file is not None and data.get("fingerprint"):
+            # A tenant CA's certificate: the broker's plugin accepts it while it is in the trust file.
+            self._wait_off_trust_file(str(data["fingerprint"]), identity)
         # The combined CRL current (and the broker reloaded) before the sessions end: no reconnect with it.
         self._revoker.refresh()
         if identity and self._end_sessions is not None:
@@ -148,6 +160,23 @@ class CertificateEvents:
             "certificate revoked: CRL reloaded, sessions ended",
             extra={"identity": identity, "fingerprint": data.get("fingerprint")},
         )
+
+    def _wait_off_trust_file(self, fingerprint: str, identity: str | None) -> None:
+        """Until the trust file no longer maps ``fingerprint`` to ``identity`` (to anyone, without one)."""
+        assert self._trust_file is not None
+        deadline = time.monotonic() + self._crl_wait_s
+        needle = f"cert\t{fingerprint.replace(':', '').upper()}\t{identity + chr(10) if identity else ''}"
+        while True:
+            try:
+                if needle not in self._trust_file.read_text():
+                    return
+            except FileNotFoundError:
+                return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise Unavailable(f"certificate {fingerprint} is still in {self._trust_file}")
+            time.sleep(0.1)
 
     def _wait_on_crl(self, serial: int) -> None:
         deadline = time.monotonic() + self._crl_wait_s

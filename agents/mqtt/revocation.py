@@ -1,13 +1,14 @@
 """Certificate revocation for mutual-TLS devices: a removed (or, later, disabled) device's certificates must stop
 working at once.
 
-Mosquitto checks client certificates against the CA's CRL (``crlfile`` of the mutual-TLS listener), re-reads it
-only on SIGHUP, and a reload leaves live sessions up. So revoking an identity ``<tenant>:<device-id>`` is:
+The broker's certificate plugin (broker_plugin/ondas_certauth.c) checks client certificates against the combined
+CRL file, re-read when it changes; live sessions stay up. So revoking an identity ``<tenant>:<device-id>`` is:
 
 1. mark every certificate the on-disk CA issued to it as revoked in the CA's records and rewrite the CRL
    (ondas.ca; x509_mgmt revokes its own certificates of a removed device, see certificates.py), then rewrite the
    combined CRL the listeners read (both CAs' CRLs in one file);
-2. SIGHUP Mosquitto (its PID from its pid file), so new handshakes with those certificates fail;
+2. SIGHUP Mosquitto (its PID from its pid file): new logins with those certificates fail (the plugin reads the
+   new CRL at the next login anyway; the reload is kept for a listener configured with ``crlfile``);
 3. end the live sessions: the caller does that through the dynamic security plugin (Provisioner.disable or
    Provisioner.remove), after this step, so a kicked device cannot reconnect with the old CRL.
 

@@ -68,6 +68,9 @@ class Settings:
     # is read directly). The agent rewrites that file whenever either CRL changes and sends Mosquitto SIGHUP,
     # and ends the sessions of each identity whose certificate x509_mgmt revoked (certificate.revoked events).
     x509_crl_file: str = ""
+    # x509_mgmt's device-trust.tsv (the broker plugin's tenant CAs and registered external certificates): a
+    # revoked external certificate's sessions are ended only once it is gone from that file (empty: no wait).
+    x509_trust_file: str = ""
     device_crl_file: str = ""
     certificate_events: bool = True
     # The secret the agents share to bind each stored password hash to its tenant and device; required with
@@ -120,6 +123,7 @@ class Settings:
             crl_file=env_str("MQTT_AGENT_CRL_FILE", ""),
             broker_pid_file=env_str("MQTT_AGENT_BROKER_PID_FILE", ""),
             x509_crl_file=env_str("MQTT_AGENT_X509_CRL_FILE", ""),
+            x509_trust_file=env_str("MQTT_AGENT_X509_TRUST_FILE", ""),
             device_crl_file=env_str("MQTT_AGENT_DEVICE_CRL_FILE", ""),
             certificate_events=env_choice("MQTT_AGENT_CERTIFICATE_EVENTS", ("on", "off"), "on") == "on",
             credentials_key=env_str("MQTT_AGENT_CREDENTIALS_KEY", ""),

@@ -200,10 +200,11 @@ def connect(mosquitto: Broker) -> Iterator[Callable[..., TlsDevice]]:
 
 def handshake_alert(cfg: Any, ca: Path, cert: pki.IssuedCert | None) -> str:
     """Open a TLS connection to the mutual-TLS listener and send an MQTT CONNECT: the broker's verdict on the
-    client certificate: "" when it answered with a CONNACK, else why the connection failed. With TLS 1.3 the
-    verdict arrives after the client's side of the handshake, on the first read; the broker's alert ("unknown
-    ca", "certificate required", "certificate revoked") is often lost as it closes the connection at once, so
-    tests only rely on the refusal itself."""
+    client certificate: "" when it answered with an accepting CONNACK, else why not. The TLS layer refuses a
+    certificate no trusted CA signed (with TLS 1.3 the verdict arrives on the first read; the broker's alert,
+    "unknown ca" or "certificate required", is often lost as it closes the connection at once); the broker's
+    certificate plugin refuses a revoked one, or one whose CA is not trusted for the tenant, with CONNACK 5
+    "not authorised". Tests rely only on the refusal itself."""
     ctx = ssl.create_default_context(cafile=str(ca))
     if cert is not None:
         ctx.load_cert_chain(str(cert.cert), str(cert.key))
@@ -217,8 +218,12 @@ def handshake_alert(cfg: Any, ca: Path, cert: pki.IssuedCert | None) -> str:
             answer = tls.recv(4)
     except ssl.SSLError as exc:
         return (exc.reason or str(exc)).replace("_", " ").lower()
-    assert answer[:1] == b"\x20", f"not a CONNACK: {answer!r}"
-    return ""
+    except (ConnectionError, TimeoutError) as exc:
+        return f"connection closed: {exc}"
+    if not answer:
+        return "connection closed"
+    assert answer[:1] == b"\x20" and len(answer) == 4, f"not a CONNACK: {answer!r}"
+    return "" if answer[3] == 0 else f"CONNACK {answer[3]} (not authorised)"
 
 
 def marks(reader: DataReader, mark: str) -> list[dict[str, Any]]:

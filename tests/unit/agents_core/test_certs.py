@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import base64
+import datetime as dt
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from agents.core.certs import RevocationList, certificate_identity
+from agents.core.certs import DeviceTrust, RevocationList, certificate_identity
 from agents.core.payload import DeviceRef, Drop
 from ondas import ca as pki
 from ondas.errors import Unavailable
@@ -102,3 +108,108 @@ def test_every_crl_of_a_combined_file_counts(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         pki.combine_crls([a / pki.CRL_FILE, b / pki.CRL_FILE], combined)
     assert len(pki.load_crls(combined.read_bytes())) == 2  # left as it was
+
+
+# -- DeviceTrust: which CA issued a certificate decides the identity it carries ----------------------------------
+def _ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _leaf(issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], cn: str, serial: int = 77) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(issuer[0].subject)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(issuer[1], hashes.SHA256())
+    )
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _fp(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex().upper()
+
+
+def _trust_line(tenant: str, cert: x509.Certificate) -> str:
+    return f"ca\t{tenant}\t{base64.b64encode(_der(cert)).decode()}\n"
+
+
+@pytest.fixture()
+def cas(tmp_path: Path):
+    platform, tenant_a, tenant_b = _ca("platform"), _ca("factory a"), _ca("factory b")
+    (tmp_path / "platform.pem").write_bytes(platform[0].public_bytes(serialization.Encoding.PEM))
+    return tmp_path, platform, tenant_a, tenant_b
+
+
+def test_a_platform_certificate_carries_its_cn_and_its_serial_for_the_crl(cas) -> None:
+    d, platform, _, _ = cas
+    trust = DeviceTrust(d / "platform.pem", d / "missing.tsv")
+    assert trust.identity(_der(_leaf(platform, "t1:dev1", serial=99))) == (DeviceRef("t1", "dev1"), 99)
+    with pytest.raises(Drop, match="CN"):
+        trust.identity(_der(_leaf(platform, "no-tenant")))
+
+
+def test_a_tenant_ca_certificate_acts_only_for_the_device_its_tenant_registered(cas) -> None:
+    d, _, tenant_a, tenant_b = cas
+    sensor, forged, stray = _leaf(tenant_a, "SN-1"), _leaf(tenant_a, "t2:dev9"), _leaf(tenant_a, "SN-2")
+    (d / "trust.tsv").write_text(
+        _trust_line("t1", tenant_a[0])
+        + _trust_line("t2", tenant_b[0])
+        + f"cert\t{_fp(sensor)}\tt1:dev1\n"
+        + f"cert\t{_fp(stray)}\tt2:dev9\n"  # registered by t2, but t2 does not trust factory a
+    )
+    trust = DeviceTrust(d / "platform.pem", d / "trust.tsv")
+    assert trust.identity(_der(sensor)) == (DeviceRef("t1", "dev1"), None)  # no serial: not on a CRL
+    with pytest.raises(Drop, match="not registered"):
+        trust.identity(_der(forged))  # its CN names t2's device: irrelevant, and it is not registered
+    with pytest.raises(Drop, match="another tenant"):
+        trust.identity(_der(stray))
+    with pytest.raises(Drop, match="no CA"):
+        trust.identity(_der(_leaf(_ca("unknown"), "t1:dev1")))
+
+
+def test_the_trust_file_is_reread_when_it_changes(cas) -> None:
+    d, _, tenant_a, _ = cas
+    now = [0.0]
+    sensor = _leaf(tenant_a, "SN-1")
+    registered = _trust_line("t1", tenant_a[0]) + f"cert\t{_fp(sensor)}\tt1:dev1\n"
+    (d / "trust.tsv").write_text(registered)
+    trust = DeviceTrust(d / "platform.pem", d / "trust.tsv", recheck_s=1.0, clock=lambda: now[0])
+    assert trust.identity(_der(sensor))[0] == DeviceRef("t1", "dev1")
+    (d / "trust.tsv").write_text(_trust_line("t1", tenant_a[0]))  # the registration revoked
+    assert trust.identity(_der(sensor))[0] == DeviceRef("t1", "dev1")  # within recheck_s: not re-read yet
+    now[0] = 2.0
+    with pytest.raises(Drop, match="not registered"):
+        trust.identity(_der(sensor))
+    (d / "trust.tsv").write_text("")  # the CA deleted
+    now[0] = 4.0
+    with pytest.raises(Drop, match="no CA"):
+        trust.identity(_der(sensor))
+
+
+def test_an_unreadable_platform_ca_file_refuses_rather_than_trusts(tmp_path: Path) -> None:
+    trust = DeviceTrust(tmp_path / "absent.pem", None)
+    with pytest.raises(Unavailable):
+        trust.identity(_der(_leaf(_ca("x"), "t1:dev1")))

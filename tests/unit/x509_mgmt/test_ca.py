@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,44 @@ def test_subject_dn_is_in_certificate_order() -> None:
         ]
     )
     assert camod.subject_dn(name) == "C=US, O=DigiCert Inc, CN=Root"
+
+
+# --- the device listeners' trust files ----------------------------------------------------------------------------
+
+
+def test_the_subject_hash_is_the_one_openssl_looks_a_ca_up_by(tmp_path: Path) -> None:
+    ca, _ = pki.ca_cert("Factory Root Ü")
+    (tmp_path / "ca.pem").write_text(pki.pem(ca))
+    openssl = subprocess.run(
+        ["openssl", "x509", "-noout", "-subject_hash", "-in", str(tmp_path / "ca.pem")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert camod.subject_hash(ca) == openssl.stdout.strip()
+
+
+def test_device_trust_files_follow_the_registered_cas_and_certificates(tmp_path: Path) -> None:
+    (a, _), (b, _) = pki.ca_cert("Factory A"), pki.ca_cert("Factory B")
+    fp = "AB:" * 31 + "CD"
+    assert camod.write_device_trust(
+        tmp_path, [("t1", pki.pem(a)), ("t2", pki.pem(b)), ("t3", pki.pem(a))], [(fp, "t1", "dev1")]
+    )
+    lines = (tmp_path / camod.TRUST_FILE).read_text().splitlines()
+    assert [line.split("\t")[:2] for line in lines] == [
+        ["ca", "t1"],
+        ["ca", "t2"],
+        ["ca", "t3"],
+        ["cert", fp.replace(":", "")],
+    ]
+    assert lines[-1].endswith("\tt1:dev1")
+    hashed = sorted(p.name for p in (tmp_path / camod.TRUSTED_DIR).iterdir())
+    assert hashed == sorted([f"{camod.subject_hash(a)}.0", f"{camod.subject_hash(b)}.0"])  # a once, for t1 and t3
+    # Nothing changed: nothing rewritten.
+    assert not camod.write_device_trust(
+        tmp_path, [("t1", pki.pem(a)), ("t2", pki.pem(b)), ("t3", pki.pem(a))], [(fp, "t1", "dev1")]
+    )
+    # B deleted and the certificate revoked: both leave the files.
+    assert camod.write_device_trust(tmp_path, [("t1", pki.pem(a))], [])
+    assert [p.name for p in (tmp_path / camod.TRUSTED_DIR).iterdir()] == [f"{camod.subject_hash(a)}.0"]
+    assert (tmp_path / camod.TRUST_FILE).read_text().count("\n") == 1
