@@ -122,6 +122,8 @@ class X509Service:
         self.devices = devices
         self.policy = policy or Policy()
         self._clock = clock
+        # What the device trust files were last written from (sync_device_trust), None before the first round.
+        self._trust_written: tuple[list[tuple[str, str]], list[tuple[str, str, str]]] | None = None
 
     def now(self) -> dt.datetime:
         return self._clock()
@@ -176,7 +178,11 @@ class X509Service:
         platform CAs: every tenant's CAs and the external certificates that belong to a device (the relay's
         upkeep, so within a second of a change)."""
         cas, certs = self.store.device_trust()
-        if camod.write_device_trust(self.ca.paths.data_dir, cas, certs):
+        if (cas, certs) == self._trust_written:  # the files hold it (each CA parsed and hashed once per change)
+            return
+        changed = camod.write_device_trust(self.ca.paths.data_dir, cas, certs)
+        self._trust_written = (cas, certs)
+        if changed:
             log.info(
                 "device trust files rewritten", extra={"trusted_cas": len(cas), "external_certificates": len(certs)}
             )

@@ -101,7 +101,8 @@ class PeerCertificate:
     der: bytes
 
 
-def _stamp(path: Path | None) -> tuple[int, int, int] | None:
+def file_stamp(path: Path | None) -> tuple[int, int, int] | None:
+    """What tells that a file changed (mtime, size, inode); None when it is missing (or not given)."""
     if path is None:
         return None
     try:
@@ -169,7 +170,7 @@ class DeviceTrust:
         with self._lock:
             if now - self._checked_at < self._recheck_s:
                 return self._cas, self._registered
-            stamps = (_stamp(self._platform), _stamp(self._trust_file))
+            stamps = (file_stamp(self._platform), file_stamp(self._trust_file))
             if stamps != self._stamps:
                 self._load()
                 self._stamps = stamps

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
+from agents.core.certs import file_stamp
 from agents.mqtt.revocation import CertificateRevoker
 from ondas.ca import load_crls
 from ondas.errors import Unavailable
@@ -60,7 +60,7 @@ class CrlWatcher:
 
     def check(self) -> bool:
         """One round: refresh when a source changed since the last good round. True when the broker reloaded."""
-        stamps = {p: _stamp(p) for p in self._revoker.sources}
+        stamps = {p: file_stamp(p) for p in self._revoker.sources}
         if stamps == self._stamps:
             return False
         changed = self._revoker.refresh()
@@ -76,14 +76,6 @@ class CrlWatcher:
                 self.failures += 1
                 log.warning("cannot refresh the combined CRL (retrying)", extra={"error": str(exc)})
             self._stop.wait(self._interval_s)
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def identity_of(event: dict[str, Any], tenant: str) -> str | None:
@@ -136,12 +128,10 @@ class CertificateEvents:
         except ValueError:
             log.warning("certificate event is not JSON, skipped", extra={"topic": topic})
             return
-        if not isinstance(event, dict):
-            return
-        data = event.get("data") or {}
-        if event.get("event") != REVOKED:
+        if not isinstance(event, dict) or event.get("event") != REVOKED:
             return
         identity = identity_of(event, tenant)
+        data = event.get("data") or {}
         if data.get("issuedByDojotPki"):
             try:
                 serial = int(str(data.get("serialNumber") or ""), 16)
@@ -165,7 +155,7 @@ class CertificateEvents:
         """Until the trust file no longer maps ``fingerprint`` to ``identity`` (to anyone, without one)."""
         assert self._trust_file is not None
         deadline = time.monotonic() + self._crl_wait_s
-        needle = f"cert\t{fingerprint.replace(':', '').upper()}\t{identity + chr(10) if identity else ''}"
+        needle = f"cert\t{fingerprint.replace(':', '').upper()}\t" + (f"{identity}\n" if identity else "")
         while True:
             try:
                 if needle not in self._trust_file.read_text():

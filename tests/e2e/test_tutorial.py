@@ -197,7 +197,7 @@ def test_the_readme_tutorial_as_written_on_ports_that_are_not_the_defaults(platf
     assert written == ["ca/ca.pem", f"cert_{device_id}/cert.pem", f"cert_{device_id}/private.key"], written
     r = poll(
         lambda: history(platform, token, device_id, "lastN=1&attr=temperature"),
-        lambda r: r.status_code == 200 and r.json()[0]["value"] == 20.1,
+        lambda r: r.status_code == 200 and r.json() != [] and r.json()[0]["value"] == 20.1,
     )
     assert r.json()[0]["device_id"] == device_id
 

@@ -1,19 +1,18 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from agents.core.certs import DeviceTrust, RevocationList, certificate_identity
 from agents.core.payload import DeviceRef, Drop
 from ondas import ca as pki
 from ondas.errors import Unavailable
+from tests.unit.x509_mgmt import pki as pki_x509
 
 pytestmark = pytest.mark.unit
 
@@ -112,36 +111,11 @@ def test_every_crl_of_a_combined_file_counts(tmp_path: Path) -> None:
 
 # -- DeviceTrust: which CA issued a certificate decides the identity it carries ----------------------------------
 def _ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
+    return pki_x509.ca_cert(name, days=2)
 
 
-def _leaf(issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], cn: str, serial: int = 77) -> x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .issuer_name(issuer[0].subject)
-        .public_key(key.public_key())
-        .serial_number(serial)
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(issuer[1], hashes.SHA256())
-    )
+def _leaf(issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], cn: str) -> x509.Certificate:
+    return pki_x509.leaf_cert(cn, issuer[0], issuer[1], days=1)[0]
 
 
 def _der(cert: x509.Certificate) -> bytes:
@@ -166,7 +140,8 @@ def cas(tmp_path: Path):
 def test_a_platform_certificate_carries_its_cn_and_its_serial_for_the_crl(cas) -> None:
     d, platform, _, _ = cas
     trust = DeviceTrust(d / "platform.pem", d / "missing.tsv")
-    assert trust.identity(_der(_leaf(platform, "t1:dev1", serial=99))) == (DeviceRef("t1", "dev1"), 99)
+    leaf = _leaf(platform, "t1:dev1")
+    assert trust.identity(_der(leaf)) == (DeviceRef("t1", "dev1"), leaf.serial_number)
     with pytest.raises(Drop, match="CN"):
         trust.identity(_der(_leaf(platform, "no-tenant")))
 
