@@ -40,5 +40,5 @@ lint: install ## ruff (lint and format check), import rules (import-linter), myp
 	@.venv/bin/ruff check --quiet .
 	@.venv/bin/ruff format --check --quiet .
 	@out=$$(.venv/bin/lint-imports --no-cache --no-logo 2>&1) || { echo "$$out"; exit 1; }
-	@.venv/bin/mypy --no-error-summary ondas ondasctl auth device_manager history persister agents x509_mgmt flowbroker
+	@.venv/bin/mypy --no-error-summary ondas ondasctl auth device_manager history persister agents x509_mgmt flowbroker kafka_ws
 	@deck validate -s gateway/kong.yml

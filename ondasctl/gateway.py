@@ -17,6 +17,9 @@ differs from Kong:
   JSON body. Kong counts in fixed windows and nginx drains a bucket steadily (one request every window/limit):
   both let the limit through at once and refuse the next one.
 
+Every route passes websocket upgrades through (``Upgrade`` and ``Connection: upgrade`` to the service), as Kong
+does; other requests reuse upstream connections.
+
 Every route (and the catch-all 404) first refuses control characters (0x00-0x1f, 0x7f) percent-escaped in the
 URI or in the header values the gateway and the services read: 400 before the PDP is asked. Every error nginx
 makes itself (GATEWAY_ERRORS: 400, 404, 405, 408, 413, 414, 429, 431, 500, 502, 503, 504) is answered as JSON
@@ -245,7 +248,9 @@ def _location(route: Route) -> str:
     lines += [
         _REFUSE_CONTROL,
         f"        proxy_set_header Host {host};",
-        '        proxy_set_header Connection "";',
+        # Websocket upgrades pass through (Kong does the same); other requests keep the upstream connection alive.
+        "        proxy_set_header Upgrade $http_upgrade;",
+        "        proxy_set_header Connection $ondas_connection;",
         "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
         "        proxy_set_header X-Request-Id $ondas_request_id;",
     ]
@@ -452,6 +457,7 @@ http {{
     server_tokens off;
 
     map $http_x_request_id $ondas_request_id {{ default $http_x_request_id; "" $request_id; }}
+    map $http_upgrade $ondas_connection {{ default upgrade; "" ""; }}
     geo $dollar {{ default "$"; }}
 {_control_maps()}
 {zones}

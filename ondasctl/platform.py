@@ -26,6 +26,7 @@ GATEWAY_UPSTREAMS = {
     "http-agent": "http_agent",
     "mqtt-agent": "mqtt_agent_api",
     "x509-identity-mgmt": "x509_mgmt",
+    "kafka-ws": "kafka_ws",
 }
 
 
@@ -143,6 +144,19 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
             ["history"],
             "history",
             {"HISTORY_HTTP_PORT": str(p["history"]), "HISTORY_MONGO_URL": cfg.mongo_url},
+        ),
+        # Real-time data: Kafka WS (tickets, websockets) and the data broker's socket.io stream, one process. Its
+        # tickets live in Redis (single use), signed with a secret of the data directory.
+        _service(
+            cfg,
+            "kafka-ws",
+            ["kafka_ws"],
+            "kafka_ws",
+            {
+                "KAFKA_WS_HTTP_PORT": str(p["kafka_ws"]),
+                "KAFKA_WS_REDIS_URL": cfg.redis_url,
+                "KAFKA_WS_TICKET_SECRET": cfg.secret("kafka-ws-ticket"),
+            },
         ),
         _service(
             cfg,

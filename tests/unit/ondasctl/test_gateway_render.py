@@ -17,6 +17,7 @@ UPSTREAMS = {
     "http-agent": "127.0.0.1:4",
     "mqtt-agent": "127.0.0.1:5",
     "x509-identity-mgmt": "127.0.0.1:6",
+    "kafka-ws": "127.0.0.1:7",
 }
 
 
@@ -81,6 +82,12 @@ ROUTES = load_routes(KONG)
             False,
             "/http-agent/v1/incoming-messages/create-many",
         ),
+        # Live data: tickets and tokens need a user token; the websockets take the service's own ticket.
+        ("/kafka-ws/v1/ticket", "kafka-ws", True, "/kafka-ws/v1/ticket"),
+        ("/kafka-ws/v1/topics/admin.device-data", "kafka-ws", False, "/kafka-ws/v1/topics/admin.device-data"),
+        ("/stream/socketio", "kafka-ws", True, "/stream/socketio"),
+        ("/topic/device-data", "kafka-ws", True, "/topic/device-data"),
+        ("/socket.io/", "kafka-ws", False, "/socket.io/"),
     ],
 )
 def test_route_table_of_the_seed(path, service, protected, upstream):
@@ -149,6 +156,15 @@ def test_protected_routes_delegate_to_auth_and_public_ones_do_not():
     assert "internal;" in pdp
     assert "proxy_pass http://up_auth/pdp/gateway;" in pdp
     assert "proxy_set_header X-Original-URI $request_uri;" in pdp
+
+
+def test_websocket_upgrades_pass_through_and_other_requests_keep_alive():
+    conf = render()
+    assert 'map $http_upgrade $ondas_connection { default upgrade; "" ""; }' in conf
+    for location in ("location /kafka-ws/v1", "location /socket.io/", "location /device"):
+        block = _block(conf, location)
+        assert "proxy_set_header Upgrade $http_upgrade;" in block, location
+        assert "proxy_set_header Connection $ondas_connection;" in block, location
 
 
 def test_regex_locations_come_before_prefix_ones():
