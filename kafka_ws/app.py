@@ -1,16 +1,16 @@
-"""The one place that wires kafka_ws together: the Redis ticket store, the fan-out hub and its Kafka consumer,
-the tenancy tracker, the socket.io server and the aiohttp application that serves them all.
+"""The one place that wires kafka_ws together: the Redis ticket store, the fan-out hub and its Kafka consumer
+(which reads the topics the hub's websockets and the socket.io rooms listen to), the socket.io server and the
+aiohttp application that serves them all.
 
 Server: aiohttp on asyncio, one process, one event loop. Websockets are aiohttp's own; socket.io is
 python-socketio's ``AsyncServer`` attached to the same aiohttp application (``/socket.io/``), so both interfaces
-share one consumer, one port and one loop. Blocking work (Kafka, token checks that ask auth, the tenancy
-bootstrap) runs on threads; results reach the loop through ``call_soon_threadsafe``."""
+share one consumer, one port and one loop. Blocking work (Kafka, token checks that ask auth) runs on
+threads; results reach the loop through ``call_soon_threadsafe``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from typing import Any
 
@@ -24,8 +24,6 @@ from kafka_ws.store_redis import RedisTicketStore
 from kafka_ws.stream import SocketIoStream
 from ondas.authn import TokenCheck, load_public_key
 from ondas.health import Health, metrics_payload
-from ondas.tenancy import TenancyTracker
-from ondas.topics import DEVICE_DATA
 
 SERVICE = "kafka-ws"
 
@@ -35,32 +33,26 @@ log = logging.getLogger("kafka_ws.app")
 class KafkaWs:
     """The parts of one kafka_ws process; :meth:`application` is what ``web.run_app`` serves."""
 
-    def __init__(self, settings: KafkaWsSettings, instance: str = SERVICE) -> None:
+    def __init__(self, settings: KafkaWsSettings) -> None:
         self.settings = settings
         common = settings.common
         self.store = RedisTicketStore(settings.redis_url)
         self.tickets = Tickets(self.store, settings.ticket_secret, settings.ticket_ttl_seconds)
-        self.hub = Hub()
-        self.stream = SocketIoStream(self.tickets, max_backlog=settings.socketio_max_backlog)
+        self.hub = Hub(on_change=self._listened_changed)
+        self.stream = SocketIoStream(
+            self.tickets, max_backlog=settings.socketio_max_backlog, on_change=self._listened_changed
+        )
         self.hub.sinks.append(self.stream)
         key_file = common.jwt_public_key_file
         self.token_check = TokenCheck.from_settings(common, lambda: load_public_key(key_file))
         self.connections = api.Connections()
         self.fanout: Fanout | None = None
-        self.tracker = TenancyTracker(
-            service=instance,
-            auth_url=common.auth_url,
-            bootstrap=common.kafka_bootstrap,
-            subjects=[DEVICE_DATA],
-            on_change=self._on_tenants,
-        )
-        self._tracker_start: asyncio.Future[None] | None = None
-        self._stopping = threading.Event()
         self.health = Health(SERVICE)
 
-    def _on_tenants(self, tenants: frozenset[str]) -> None:
+    def _listened_changed(self) -> None:
+        """A topic got its first listener or lost its last one: the consumer reads what is listened to now."""
         if self.fanout is not None:
-            self.fanout.set_tenants(tenants)
+            self.fanout.set_topics(self.hub.topics() | self.stream.topics())
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         redis_ok = await self.store.ping()
@@ -68,7 +60,6 @@ class KafkaWs:
         checks = {
             **body["checks"],
             "redis": "ok" if redis_ok else "failing",
-            "tenancy": "ok" if self.tracker.ready else "failing",
             "consumer": "ok" if self.fanout is not None and self.fanout.ready else "failing",
         }
         ok = all(v == "ok" for v in checks.values())
@@ -97,32 +88,15 @@ class KafkaWs:
     async def _startup(self, _app: web.Application) -> None:
         loop = asyncio.get_running_loop()
         self.fanout = Fanout(
-            self.settings.common.kafka_bootstrap, loop, self.hub.dispatch, batch_size=self.settings.kafka_batch_size
+            self.settings.common.kafka_bootstrap,
+            loop,
+            self.hub.dispatch,
+            batch_size=self.settings.kafka_batch_size,
+            linger_seconds=self.settings.linger_seconds,
         )
         self.fanout.start()
         self.stream.start()
-        # Learning the tenants waits for auth: in the background, so health answers meanwhile (not ready).
-        self._tracker_start = loop.run_in_executor(None, self._start_tracker)
-        self._tracker_start.add_done_callback(self._tracker_started)
         log.info("kafka_ws started", extra={"group": self.fanout.group_id})
-
-    def _start_tracker(self) -> None:
-        """Learn the tenants from auth and follow tenancy events; retried until auth answers (not ready till then)."""
-        while not self._stopping.is_set():
-            try:
-                self.tracker.start()
-                return
-            except Exception as exc:  # noqa: BLE001  (auth or Kafka not there yet: try again)
-                log.warning("cannot learn the tenants yet; retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
-                self._stopping.wait(2.0)
-
-    def _tracker_started(self, fut: asyncio.Future[None]) -> None:
-        exc = fut.exception() if not fut.cancelled() else None
-        if exc is not None:
-            log.error("could not learn the tenants", extra={"error": f"{type(exc).__name__}: {exc}"})
-            return
-        if self.fanout is not None:
-            self.fanout.set_tenants(self.tracker.tenants)
 
     async def _shutdown(self, _app: web.Application) -> None:
         """Tell every websocket to close (1001) and wait for them, at most ``shutdown_seconds``."""
@@ -133,9 +107,7 @@ class KafkaWs:
         await self.stream.stop()
 
     async def _cleanup(self, _app: web.Application) -> None:
-        self._stopping.set()
         loop = asyncio.get_running_loop()
         if self.fanout is not None:
             await loop.run_in_executor(None, self.fanout.stop)
-        await loop.run_in_executor(None, self.tracker.stop)
         await self.store.close()

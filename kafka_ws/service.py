@@ -124,6 +124,10 @@ class RealtimeSink(Protocol):
         """Whether anyone of ``tenant`` listens to ``subject`` (device-data or notifications) here."""
         ...
 
+    def topics(self) -> frozenset[str]:
+        """The topics someone listens to through this sink."""
+        ...
+
     def device_data(self, tenant: str, message: Any) -> None: ...
 
     def notification(self, tenant: str, message: Any) -> None: ...
@@ -132,19 +136,30 @@ class RealtimeSink(Protocol):
 class Hub:
     """The fan-out of one process. Every method runs on the event loop's thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
         self._by_topic: dict[str, set[WsSubscriber]] = {}
         self.sinks: list[RealtimeSink] = []
+        #: called when a topic gets its first subscriber or loses its last one
+        self.on_change = on_change
 
     def add(self, sub: WsSubscriber) -> None:
-        self._by_topic.setdefault(sub.topic, set()).add(sub)
+        subs = self._by_topic.setdefault(sub.topic, set())
+        subs.add(sub)
+        if len(subs) == 1 and self.on_change is not None:
+            self.on_change()
 
     def remove(self, sub: WsSubscriber) -> None:
         subs = self._by_topic.get(sub.topic)
-        if subs is not None:
+        if subs is not None and sub in subs:
             subs.discard(sub)
             if not subs:
                 del self._by_topic[sub.topic]
+                if self.on_change is not None:
+                    self.on_change()
+
+    def topics(self) -> frozenset[str]:
+        """The topics that have websocket subscribers here."""
+        return frozenset(self._by_topic)
 
     def subscribers(self, topic: str) -> int:
         return len(self._by_topic.get(topic, ()))

@@ -27,6 +27,8 @@ class KafkaWsSettings:
     socketio_max_backlog: int = 1000
     # Kafka messages handed to the fan-out at once (a connection's queue should hold a few batches).
     kafka_batch_size: int = 500
+    # Seconds a topic stays read after its last listener left (a client that reconnects finds it read still).
+    linger_seconds: float = 30.0
     # Seconds an aiohttp shutdown waits for open connections after they were told to close.
     shutdown_seconds: float = 5.0
 
@@ -45,5 +47,6 @@ class KafkaWsSettings:
             queue_size=env_int("KAFKA_WS_QUEUE_SIZE", 1000, minimum=1),
             socketio_max_backlog=env_int("KAFKA_WS_SOCKETIO_MAX_BACKLOG", 1000, minimum=1),
             kafka_batch_size=env_int("KAFKA_WS_KAFKA_BATCH_SIZE", 500, minimum=1),
+            linger_seconds=env_float("KAFKA_WS_LINGER_SECONDS", 30.0),
             shutdown_seconds=env_float("KAFKA_WS_SHUTDOWN_SECONDS", 5.0),
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -22,6 +23,8 @@ from kafka_ws.models import CloseCode, CloseError
 from kafka_ws.service import CLOSED, CONNECTIONS, DROPPED, NOTIFICATIONS, SENT, SLOW_CLIENTS, Tickets
 from ondas import log as ondas_log
 from ondas.errors import Unavailable
+from ondas.topics import DEVICE_DATA
+from ondas.topics import topic as make_topic
 
 log = logging.getLogger("kafka_ws.stream")
 
@@ -40,7 +43,14 @@ def notification_room(tenant: str) -> str:
 class SocketIoStream:
     """The socket.io server and the sink of the fan-out (:class:`kafka_ws.service.RealtimeSink`)."""
 
-    def __init__(self, tickets: Tickets, *, max_backlog: int = 1000, queue_size: int = 10000) -> None:
+    def __init__(
+        self,
+        tickets: Tickets,
+        *,
+        max_backlog: int = 1000,
+        queue_size: int = 10000,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
         self.sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins="*", logger=False)
         self._tickets = tickets
         self._max_backlog = max_backlog
@@ -49,6 +59,8 @@ class SocketIoStream:
         self._rooms: dict[str, str] = {}
         self._members: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        #: called when a room gets its first member or loses its last one
+        self.on_change = on_change
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
 
@@ -72,6 +84,8 @@ class SocketIoStream:
         self._tenants[sid] = payload.tenant
         self._rooms[sid] = room
         self._members[room] = self._members.get(room, 0) + 1
+        if self._members[room] == 1 and self.on_change is not None:
+            self.on_change()
         CONNECTIONS.labels(payload.tenant, INTERFACE).inc()
         with ondas_log.bind(tenant=payload.tenant):
             log.info("socket.io client connected", extra={"user": payload.user, "room": room})
@@ -85,6 +99,8 @@ class SocketIoStream:
                 self._members[room] = left
             else:
                 self._members.pop(room, None)
+                if self.on_change is not None:
+                    self.on_change()
         if tenant is not None:
             CONNECTIONS.labels(tenant, INTERFACE).dec()
 
@@ -92,6 +108,13 @@ class SocketIoStream:
     def wants(self, tenant: str, subject: str) -> bool:
         room = notification_room(tenant) if subject == NOTIFICATIONS else data_room(tenant)
         return self._members.get(room, 0) > 0
+
+    def topics(self) -> frozenset[str]:
+        out = set()
+        for room in self._members:
+            kind, _, tenant = room.partition(":")
+            out.add(make_topic(tenant, DEVICE_DATA if kind == "data" else NOTIFICATIONS))
+        return frozenset(out)
 
     def device_data(self, tenant: str, message: Any) -> None:
         self._offer("data", tenant, message)

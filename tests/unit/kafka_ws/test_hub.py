@@ -1,4 +1,5 @@
-"""The fan-out hub without servers: routing by topic, filters, the bounded queue and the socket.io sink."""
+"""The fan-out hub without servers: routing by topic, filters, the bounded queue, the socket.io sink, and which
+topics it asks the consumer to read."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kafka_ws.consumers import followed_topics
+from kafka_ws.consumers import start_offset
 from kafka_ws.models import CloseCode, CloseError, Filter
 from kafka_ws.service import Hub, WsSubscriber, authorize_topic
 
@@ -79,8 +80,30 @@ def test_authorize_topic() -> None:
         assert err.value.code == code
 
 
-def test_followed_topics_are_the_tenants_own() -> None:
-    topics = ["a.device-data", "ab.device-data", "b.dojot.notifications", "a.dojot.ftp", "__consumer_offsets", "c"]
-    assert followed_topics(topics, []) == []
-    assert followed_topics(topics, ["a"]) == ["a.device-data", "a.dojot.ftp"]
-    assert followed_topics(topics, ["b", "a"]) == ["a.device-data", "a.dojot.ftp", "b.dojot.notifications"]
+def test_hub_reports_the_topics_it_listens_to_when_they_change() -> None:
+    changes: list[frozenset[str]] = []
+    hub = Hub()
+    hub.on_change = lambda: changes.append(hub.topics())
+    first = WsSubscriber("a", "a.device-data", Filter(), 10, lambda _s: None)
+    second = WsSubscriber("a", "a.device-data", Filter(), 10, lambda _s: None)
+    other = WsSubscriber("b", "b.dojot.notifications", Filter(), 10, lambda _s: None)
+    hub.add(first)
+    hub.add(second)  # a second listener of the same topic changes nothing
+    hub.add(other)
+    hub.remove(first)
+    hub.remove(first)  # removed twice (close and finally): once only
+    hub.remove(second)
+    hub.remove(other)
+    assert changes == [
+        frozenset({"a.device-data"}),
+        frozenset({"a.device-data", "b.dojot.notifications"}),
+        frozenset({"b.dojot.notifications"}),
+        frozenset(),
+    ]
+
+
+def test_a_listened_partition_is_read_from_a_little_before_its_end() -> None:
+    assert start_offset(0, 0, 1000) == 0
+    assert start_offset(0, 5000, 1000) == 4000
+    assert start_offset(4500, 5000, 1000) == 4500
+    assert start_offset(-1, -1, 1000) == 0
