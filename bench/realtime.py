@@ -17,7 +17,8 @@ For each of the two runs, once every client is connected, one MQTT device publis
 per second for ``--duration`` seconds; each carries its send time. Every client records, for each message it
 gets, receive time - send time. The table shows per interface the subscribers, messages published, deliveries
 expected (published x subscribers) and made, deliveries per second, p50/p99 latency and the clients the server
-closed as slow. Clients, the platform and the broker share the machine's cores: compare runs on the same machine.
+closed as slow (and, by close code, any other connection the server ended). Clients, the platform and the broker
+share the machine's cores: compare runs on the same machine.
 """
 
 from __future__ import annotations
@@ -56,16 +57,25 @@ def _latency_ms(attrs: dict[str, Any], now: float) -> tuple[int, float] | None:
 
 
 # -- client processes --------------------------------------------------------------------------------------------
-def ws_clients(urls: list[str], ready: Any, stop: MpEvent, out: Any) -> None:
-    """Hold one websocket per URL; report (seq, latency ms) of every frame when ``stop`` is set."""
+def ws_clients(ticket_url: str, headers: dict[str, str], urls: list[str], ready: Any, stop: MpEvent, out: Any) -> None:
+    """For each URL take a ticket (single use, 60 s), open the websocket with it and hold it; report (seq, latency
+    ms) of every frame and the close codes of the connections the server ended, when ``stop`` is set."""
     import websockets
 
     async def run() -> None:
         samples: list[tuple[int, float]] = []
-        closed = [0]
+        closed: dict[str, int] = {}
+        session = requests.Session()
+
+        def ticket() -> str:
+            r = session.get(ticket_url, headers=headers, timeout=30)
+            r.raise_for_status()
+            return str(r.json()["ticket"])
 
         async def one(url: str) -> None:
-            async with websockets.connect(url, open_timeout=60, max_queue=None) as ws:
+            async with websockets.connect(
+                f"{url}&ticket={await asyncio.to_thread(ticket)}", open_timeout=60, max_queue=None
+            ) as ws:
                 ready.put(1)
                 try:
                     async for frame in ws:
@@ -73,15 +83,21 @@ def ws_clients(urls: list[str], ready: Any, stop: MpEvent, out: Any) -> None:
                         if got is not None:
                             samples.append(got)
                 except websockets.ConnectionClosed:
-                    closed[0] += 1
+                    pass
+                if not stop.is_set():
+                    code = str(ws.close_code)
+                    closed[code] = closed.get(code, 0) + 1
 
-        tasks = [asyncio.create_task(one(u)) for u in urls]
+        tasks = []
+        for url in urls:  # one at a time, as clients come: a ticket is used right after it was issued
+            tasks.append(asyncio.create_task(one(url)))
+            await asyncio.sleep(0.005)
         while not stop.is_set():
             await asyncio.sleep(0.1)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        out.put((samples, closed[0]))
+        out.put((samples, closed))
 
     asyncio.run(run())
 
@@ -109,7 +125,7 @@ def sio_clients(base: str, tokens: list[str], ready: Any, stop: MpEvent, out: An
         disconnected = sum(1 for c in clients if not c.connected)
         for sio in clients:
             await sio.disconnect()
-        out.put((samples, disconnected))
+        out.put((samples, {"disconnected": disconnected} if disconnected else {}))
 
     asyncio.run(run())
 
@@ -169,9 +185,9 @@ def publish(host: str, port: int, identity: str, first_seq: int, rate: float, du
 
 def run_clients(
     target: Any, shares: list[Any], extra: tuple[Any, ...], wait_ready: int, send: Any
-) -> tuple[list[tuple[int, float]], int]:
+) -> tuple[list[tuple[int, float]], dict[str, int]]:
     """Start one client process per share, wait for ``wait_ready`` connections, call ``send()``, wait for the
-    deliveries to drain, and return every sample and the clients the server closed."""
+    deliveries to drain, and return every sample and the connections the server ended (by close code)."""
     ctx = multiprocessing.get_context("spawn")
     ready, out, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
     procs = [ctx.Process(target=target, args=(*extra, share, ready, stop, out), daemon=True) for share in shares]
@@ -184,11 +200,12 @@ def run_clients(
     time.sleep(min(10.0, 2.0 + published / 100))  # the last deliveries arrive
     stop.set()
     samples: list[tuple[int, float]] = []
-    closed = 0
+    closed: dict[str, int] = {}
     for _ in procs:
         got, gone = out.get(timeout=120)
         samples.extend(got)
-        closed += gone
+        for code, n in gone.items():
+            closed[code] = closed.get(code, 0) + n
     for proc in procs:
         proc.join(30)
     return samples, closed
@@ -239,13 +256,8 @@ def main(argv: list[str] | None = None) -> None:
         procs = max(1, args.client_procs)
 
         def ws_shares() -> list[Any]:
-            # tickets live 60 s and are single use: fetched right before their run
-            with requests.Session() as s:
-                urls = []
-                for _ in range(args.subscribers):
-                    r = s.get(f"{gw}/kafka-ws/v1/ticket", headers=headers, timeout=30)
-                    r.raise_for_status()
-                    urls.append(f"{ws_base}/kafka-ws/v1/topics/{topic}?ticket={r.json()['ticket']}&fields=attrs")
+            # each client process takes the ticket of a connection right before it opens it (they live 60 s)
+            urls = [f"{ws_base}/kafka-ws/v1/topics/{topic}?fields=attrs"] * args.subscribers
             return [urls[i::procs] for i in range(procs)]
 
         def sio_shares() -> list[Any]:
@@ -258,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
             return [tokens[i::procs] for i in range(procs)]
 
         runs: list[tuple[str, int, Any, Any, tuple[Any, ...]]] = [
-            ("websocket", args.subscribers, ws_clients, ws_shares, ())
+            ("websocket", args.subscribers, ws_clients, ws_shares, (f"{gw}/kafka-ws/v1/ticket", headers))
         ]
         if args.sio_clients:
             runs.append(("socket.io", args.sio_clients, sio_clients, sio_shares, (gw,)))
@@ -273,6 +285,7 @@ def main(argv: list[str] | None = None) -> None:
             published = seq[0] - first
             elapsed = time.monotonic() - t0
             slow = metric(kws, "kafka_ws_slow_clients_total") - slow_before
+            ended = ", ".join(f"{n} x {code}" for code, n in sorted(closed.items()))
             raw_lat = [v for k, v in raw.samples.items() if first <= k < seq[0]]
             rows.append(
                 [
@@ -298,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"{len(samples) / args.duration:.0f}",
                     f"{percentile(lat, 0.5):.1f}",
                     f"{percentile(lat, 0.99):.1f}",
-                    f"{slow:.0f} (+{closed} ended)",
+                    f"{slow:.0f}" + (f" (ended: {ended})" if ended else ""),
                 ]
             )
             print(f"    done in {elapsed:.0f} s", flush=True)

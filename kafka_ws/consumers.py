@@ -3,7 +3,7 @@
 It reads only the topics someone listens to here: the topics of the open websockets and, for socket.io rooms, the
 tenant's ``device-data`` and ``dojot.notifications``. Nobody connected, nothing is fetched: a broker serving
 thousands of tenants pays for the topics that have listeners, not for all of them (measured on the embedded
-broker: a consumer of 500 idle partitions costs it about 0.85 CPU; see bench/README.md).
+broker: a consumer of 500 idle partitions costs it about 0.9 CPU; ``bench.kafka_idle``).
 
 Every process must see every message of the topics its clients listen to, so no consumer group shares the work:
 the consumer assigns itself the partitions (``incremental_assign``, no group membership, nothing committed).
