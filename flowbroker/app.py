@@ -14,7 +14,7 @@ from flowbroker.consumers import FlowRunner
 from flowbroker.context_redis import RedisContextStore
 from flowbroker.devices import DeviceManagerClient
 from flowbroker.engine import Engine
-from flowbroker.nodes.output import FTP, NOTIFICATIONS
+from flowbroker.nodes.output import FTP
 from flowbroker.nodes.request import SafeHttpClient, parse_networks
 from flowbroker.service import FlowService
 from flowbroker.settings import Settings
@@ -24,7 +24,7 @@ from ondas.authn import TokenCheck, load_public_key
 from ondas.health import Health, serve_health
 from ondas.kafka import ConsumerLoop
 from ondas.tenancy import TenancyTracker, TenantPurge
-from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, device_data, device_events
+from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, NOTIFICATIONS, device_data, device_events
 from ondas.web import create_app
 
 SERVICE = "flowbroker"

@@ -12,8 +12,9 @@ writing to a device the flow listens to), counted from the ``ondas-flow-generati
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,6 +143,29 @@ def entry_message(node: NodeJson, incoming: Incoming, device: Device | None) -> 
     return None
 
 
+class DeviceClock:
+    """The stamp of a value a flow writes to a device (device out): now, in epoch ms, but always later than the last
+    value this worker wrote to the same device. Two outputs in one millisecond (one batch) then keep their order in
+    history, which orders a device's values by this stamp. Remembers the last ``size`` devices written to; a
+    device's messages always reach the same worker (one partition per key), so per-worker is per-device."""
+
+    def __init__(self, now: Callable[[], int], size: int = 100_000) -> None:
+        self._now = now
+        self._size = size
+        self._last: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, tenant: str, device_id: str) -> int:
+        key = (tenant, device_id)
+        with self._lock:
+            stamp = max(self._now(), self._last.get(key, 0) + 1)
+            self._last[key] = stamp
+            self._last.move_to_end(key)
+            if len(self._last) > self._size:
+                self._last.popitem(last=False)
+            return stamp
+
+
 class Engine:
     def __init__(
         self,
@@ -158,6 +182,7 @@ class Engine:
         self._max_hops = max_hops
         self._max_generations = max_generations
         self._clock = clock or (lambda: int(time.time() * 1000))
+        self._device_clock = DeviceClock(self._clock)
 
     def run(self, flow: CompiledFlow, incoming: Incoming, device: Device | None, outputs: Outputs) -> bool:
         """Run ``incoming`` through ``flow``; True when an entry node matched. Never raises for a node's failure."""
@@ -185,6 +210,7 @@ class Engine:
             http=self._http,
             now_ms=self._clock,
             actuator=self._actuator,
+            device_stamp=self._device_clock,
         )
         queue: deque[tuple[str, Msg]] = deque()
         for node, msg in starts:

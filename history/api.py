@@ -3,13 +3,27 @@ No business rules here."""
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, jsonify, request
 
 from history.csv_render import to_csv
-from history.models import COUNT_PARAMS, KIND_ALL, KINDS, SHAPE_DOJOT, SHAPES, Cursor, HistoryQuery, Page
+from history.models import (
+    COUNT_PARAMS,
+    KIND_ALL,
+    KINDS,
+    NOTIFICATION_PARAMS,
+    SHAPE_DOJOT,
+    SHAPES,
+    Cursor,
+    HistoryQuery,
+    NotificationQuery,
+    Page,
+)
 from history.service import HistoryService
 from ondas.errors import Invalid
 from ondas.timestamps import parse_timestamp
@@ -61,6 +75,46 @@ def parse_query() -> HistoryQuery:
         date_from_ms=parse_date("dateFrom", request.args.get("dateFrom")),
         date_to_ms=parse_date("dateTo", request.args.get("dateTo")),
         kind=None if kind == KIND_ALL else kind,
+    )
+    if query.date_from_ms is not None and query.date_to_ms is not None and query.date_from_ms > query.date_to_ms:
+        raise Invalid("dateFrom must not be later than dateTo")
+    return query
+
+
+_FILTER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def filter_value(raw: str) -> Any:
+    """dojot's filter values: ``"text"`` (in double quotes) is a string, an integer or a number is that number,
+    ``true``/``false`` a boolean; anything else is the text as given."""
+    if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+        return raw[1:-1]
+    if raw in ("true", "false"):
+        return raw == "true"
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        number = float(raw)
+    except ValueError:
+        return raw
+    return number if math.isfinite(number) else raw
+
+
+def parse_notification_query() -> NotificationQuery:
+    filters: dict[str, Any] = {}
+    for name, raw in request.args.items(multi=True):
+        if name in NOTIFICATION_PARAMS:
+            continue
+        if not _FILTER_NAME.fullmatch(name):
+            raise Invalid(f"filter {name[:80]!r}: a filter names a field with letters, digits, '_' or '-'")
+        filters[name] = filter_value(raw)
+    query = NotificationQuery(
+        limit=int_arg("limit", minimum=1),
+        date_from_ms=parse_date("dateFrom", request.args.get("dateFrom")),
+        date_to_ms=parse_date("dateTo", request.args.get("dateTo")),
+        filters=tuple(filters.items()),
     )
     if query.date_from_ms is not None and query.date_to_ms is not None and query.date_from_ms > query.date_to_ms:
         raise Invalid("dateFrom must not be later than dateTo")
@@ -119,5 +173,12 @@ def blueprint(service: HistoryService) -> Blueprint:
         if wants_csv():
             return Response(to_csv(latest.values()), content_type="text/csv; charset=utf-8")
         return jsonify({attr: e.to_json() for attr, e in latest.items()})
+
+    @bp.get("/notifications/history")
+    def notifications() -> Response:
+        """The tenant's stored notifications, newest first (dojot's history ``/notifications/history``)."""
+        tenant = principal().tenant
+        found = service.notifications(tenant, parse_notification_query())
+        return jsonify({"notifications": [n.to_json() for n in found]})
 
     return bp

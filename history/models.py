@@ -1,4 +1,5 @@
-"""Domain types of history: the query, one history entry, one page of results and dojot's "not found" error."""
+"""Domain types of history: the query, one history entry, one page of results, dojot's "not found" error, and
+the notifications query and entry."""
 
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ KIND_READING = "reading"
 KIND_COMMAND = "command"
 KIND_ALL = "all"
 KINDS = (KIND_READING, KIND_COMMAND, KIND_ALL)
+
+#: Notifications answered when neither ``limit`` nor a time window is given (dojot's default).
+DEFAULT_NOTIFICATIONS = 10
+#: Query parameters of ``/notifications/history`` that are not filters.
+NOTIFICATION_PARAMS = ("limit", "dateFrom", "dateTo")
 
 #: Query parameters that are counts per attribute (a next page lowers them by what was already returned).
 COUNT_PARAMS = ("lastN", "firstN", "hLimit")
@@ -120,3 +126,34 @@ class DeviceNotFound(NotFound):
     def to_dict(self) -> dict[str, Any]:
         # Our error shape plus dojot's title/description.
         return {**super().to_dict(), "title": self.title, "description": self.description}
+
+
+@dataclass(frozen=True)
+class NotificationQuery:
+    """``limit`` None: the last :data:`DEFAULT_NOTIFICATIONS`, or every one in the window when a date is given.
+    ``filters``: (field, value) pairs a notification must all match (``msgID``, ``message``, ``subject``, or a
+    key of its ``metaAttrsFilter``)."""
+
+    limit: int | None = None
+    date_from_ms: int | None = None
+    date_to_ms: int | None = None
+    filters: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class NotificationEntry:
+    msg_id: str
+    ts_ms: int
+    message: str
+    meta: dict[str, Any]
+    subject: str
+
+    def to_json(self) -> dict[str, Any]:
+        """dojot's shape: ``msgID``, ``metaAttrsFilter``, ``message``, ``subject``, ``ts`` (ISO, UTC)."""
+        return {
+            "msgID": self.msg_id,
+            "metaAttrsFilter": self.meta,
+            "message": self.message,
+            "subject": self.subject,
+            "ts": to_iso(self.ts_ms),
+        }

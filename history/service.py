@@ -4,9 +4,20 @@ the server's cap cut continues."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
-from history.models import SHAPE_CONSISTENT, Cursor, DeviceNotFound, Entry, HistoryQuery, Json, Page
+from history.models import (
+    DEFAULT_NOTIFICATIONS,
+    SHAPE_CONSISTENT,
+    Cursor,
+    DeviceNotFound,
+    Entry,
+    HistoryQuery,
+    Json,
+    NotificationEntry,
+    NotificationQuery,
+    Page,
+)
 
 
 class HistoryStore(Protocol):
@@ -29,6 +40,16 @@ class HistoryStore(Protocol):
 
     def latest(self, tenant: str, device_id: str) -> list[Entry]: ...
 
+    def notifications(
+        self,
+        tenant: str,
+        *,
+        date_from_ms: int | None,
+        date_to_ms: int | None,
+        filters: tuple[tuple[str, Any], ...],
+        limit: int,
+    ) -> list[NotificationEntry]: ...
+
     def ping(self) -> bool: ...
 
 
@@ -40,6 +61,19 @@ class HistoryService:
             raise ValueError("max_results must be at least 1")
         self._store = store
         self._max = max_results
+
+    def notifications(self, tenant: str, query: NotificationQuery) -> list[NotificationEntry]:
+        """The tenant's notifications, newest first: at most ``limit`` (default: the last 10, or every one in the
+        window when a date is given), never more than the server's cap."""
+        windowed = query.date_from_ms is not None or query.date_to_ms is not None
+        wanted = query.limit if query.limit is not None else (self._max if windowed else DEFAULT_NOTIFICATIONS)
+        return self._store.notifications(
+            tenant,
+            date_from_ms=query.date_from_ms,
+            date_to_ms=query.date_to_ms,
+            filters=query.filters,
+            limit=min(wanted, self._max),
+        )
 
     def history(self, tenant: str, device_id: str, query: HistoryQuery) -> Json:
         """The JSON of :meth:`page`."""

@@ -1,6 +1,6 @@
 """Reading the persister's MongoDB layout (:mod:`ondas.points_layout`, docs/storage-contract.md): one database
-per tenant with collections ``points``, ``latest``, ``actuated`` and ``devices``. The tenant always picks the
-database, so one tenant's queries cannot reach another tenant's data.
+per tenant with collections ``points``, ``latest``, ``actuated``, ``devices`` and ``notifications``. The tenant
+always picks the database, so one tenant's queries cannot reach another tenant's data.
 
 A point's kind is its ``kind`` field (``reading`` or ``command``); a point stored before the persister wrote
 ``kind`` is a command when its ``metadata.event`` is ``configure`` (how actuations were marked), else a reading.
@@ -14,12 +14,15 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure
 
-from history.models import KIND_COMMAND, KIND_READING, Entry
+from history.models import KIND_COMMAND, KIND_READING, Entry, NotificationEntry
 from ondas import mongo
 from ondas import points_layout as layout
 from ondas.errors import Unavailable
 
 Doc = dict[str, Any]
+
+#: The stored field of a notification filter's name; any other name is a key of ``metaAttrsFilter``.
+_NOTIFICATION_FIELDS = {"msgID": layout.ID, "message": layout.MESSAGE, "subject": layout.SUBJECT}
 
 #: Where each kind of entry lists its attributes: readings in ``latest``, commands in ``actuated``.
 _ATTRS_OF: dict[str, list[str]] = {KIND_READING: [layout.LATEST], KIND_COMMAND: [layout.ACTUATED]}
@@ -110,3 +113,35 @@ class MongoHistoryStore:
             return [entry(d) for d in cursor]
         except ConnectionFailure as exc:
             raise Unavailable(f"MongoDB is unavailable: {exc}") from exc
+
+    def notifications(
+        self,
+        tenant: str,
+        *,
+        date_from_ms: int | None,
+        date_to_ms: int | None,
+        filters: tuple[tuple[str, Any], ...],
+        limit: int,
+    ) -> list[NotificationEntry]:
+        """The tenant's stored notifications, newest first (``(ts, _id)`` order), matching every filter."""
+        flt: Doc = {}
+        for name, value in filters:
+            flt[_NOTIFICATION_FIELDS.get(name, f"{layout.META}.{name}")] = value
+        ts: Doc = {}
+        if date_from_ms is not None:
+            ts["$gte"] = layout.to_datetime(date_from_ms)
+        if date_to_ms is not None:
+            ts["$lte"] = layout.to_datetime(date_to_ms)
+        if ts:
+            flt[layout.TS] = ts
+        try:
+            cursor = (
+                self._db(tenant)[layout.NOTIFICATIONS]
+                .find(flt)
+                .sort([(layout.TS, DESCENDING), (layout.ID, DESCENDING)])
+                .limit(limit)
+            )
+            found = [layout.decode_notification(d) for d in cursor]
+        except ConnectionFailure as exc:
+            raise Unavailable(f"MongoDB is unavailable: {exc}") from exc
+        return [NotificationEntry(n.msg_id, n.ts_ms, n.message, n.meta, n.subject) for n in found]

@@ -17,12 +17,10 @@ from prometheus_client import Counter, Gauge
 
 from kafka_ws.models import CloseCode, CloseError, Filter, TicketPayload, is_ticket, sign_payload, verify_payload
 from kafka_ws.store_redis import SOCKETIO_PREFIX, TICKET_PREFIX, RedisTicketStore
-from ondas.topics import DEVICE_DATA
+from ondas.topics import DEVICE_DATA, NOTIFICATIONS
 from ondas.topics import parse as parse_topic
 
 log = logging.getLogger("kafka_ws.service")
-
-NOTIFICATIONS = "dojot.notifications"
 
 CONNECTIONS = Gauge("kafka_ws_connections", "Open connections", ["tenant", "interface"])
 SENT = Counter("kafka_ws_messages_sent_total", "Messages sent to clients", ["tenant", "interface"])

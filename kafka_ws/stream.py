@@ -20,10 +20,10 @@ from urllib.parse import parse_qs
 import socketio
 
 from kafka_ws.models import CloseCode, CloseError
-from kafka_ws.service import CLOSED, CONNECTIONS, DROPPED, NOTIFICATIONS, SENT, SLOW_CLIENTS, Tickets
+from kafka_ws.service import CLOSED, CONNECTIONS, DROPPED, SENT, SLOW_CLIENTS, Tickets
 from ondas import log as ondas_log
 from ondas.errors import Unavailable
-from ondas.topics import DEVICE_DATA
+from ondas.topics import DEVICE_DATA, NOTIFICATIONS
 from ondas.topics import topic as make_topic
 
 log = logging.getLogger("kafka_ws.stream")

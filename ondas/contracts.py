@@ -5,6 +5,7 @@
   ``configure``; key = device id).
 - ``dojot-management.dojot.tenancy``: :class:`TenancyEvent` (key = tenant).
 - ``<tenant>.device-liveness``: :class:`DeviceLiveness` (key = device id; an Ondas subject, not dojot's).
+- ``<tenant>.dojot.notifications``: :class:`Notification` (dojot's notification; key = device id).
 
 The JSON shapes follow dojot v0.8.1 exactly; see docs/kafka-contract.md.
 """
@@ -88,6 +89,31 @@ class DeviceLiveness(_Model):
 
     @classmethod
     def parse(cls, raw: bytes | str | dict[str, Any]) -> DeviceLiveness:
+        return _load(cls, raw)
+
+
+class Notification(_Model):
+    """dojot's notification (a flow's notification node, or any producer): ``msgID`` identifies it (optional for
+    other producers), ``timestamp`` is when it was raised, ``metaAttrsFilter`` carries its attributes and
+    ``shouldPersist`` (false: history does not store it)."""
+
+    msgID: str | None = Field(default=None, min_length=1)
+    timestamp: int
+    message: str
+    metaAttrsFilter: dict[str, Any] = Field(default_factory=dict)
+    subject: str = "user_notification"
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _ts(cls, v: object) -> int:
+        return parse_timestamp(v)
+
+    @property
+    def should_persist(self) -> bool:
+        return self.metaAttrsFilter.get("shouldPersist", True) is not False
+
+    @classmethod
+    def parse(cls, raw: bytes | str | dict[str, Any]) -> Notification:
         return _load(cls, raw)
 
 

@@ -30,6 +30,7 @@ POINTS = "points"  #: every reading and actuation, one document per (message, at
 LATEST = "latest"  #: the newest reading per (device, attribute)
 ACTUATED = "actuated"  #: the (device, attribute) pairs with actuation history
 DEVICES = "devices"  #: the devices the device manager created or updated
+NOTIFICATIONS = "notifications"  #: the tenant's notifications (``<tenant>.dojot.notifications``) to keep
 
 # Fields.
 ID = "_id"
@@ -42,6 +43,10 @@ KIND = "kind"
 POINT_ID = "point_id"  #: in ``latest``: the ``_id`` of the point it copies
 LABEL = "label"  #: in ``devices``
 RECORDED = "recorded"  #: in ``devices``: when the persister last stored the record
+#: In ``notifications`` (dojot's names): the text, its attributes (the filterable ones) and its subject.
+MESSAGE = "message"
+META = "metaAttrsFilter"
+SUBJECT = "subject"
 
 #: Values of ``kind``: what the device reported, or a value sent to it (a ``configure`` event).
 KIND_READING = "reading"
@@ -74,6 +79,7 @@ INDEXES: tuple[Index, ...] = (
     Index(POINTS, "device_attr_ts", ((DEVICE_ID, ASCENDING), (ATTR, ASCENDING), (TS, DESCENDING))),
     Index(LATEST, "device", ((DEVICE_ID, ASCENDING),)),
     Index(ACTUATED, "device", ((DEVICE_ID, ASCENDING),)),
+    Index(NOTIFICATIONS, "ts", ((TS, DESCENDING),)),
 )
 #: With a data TTL (``PERSISTER_DATA_TTL_SECONDS`` > 0): points expire that many seconds after their ``ts``.
 TTL_INDEX = Index(POINTS, "ts_ttl", ((TS, ASCENDING),))
@@ -144,6 +150,41 @@ def actuated_document(device_id: str, attr: str) -> Doc:
 def device_document(device_id: str, label: str | None, recorded: datetime) -> Doc:
     """The fields of a ``devices`` document (its ``_id`` is the device id)."""
     return {DEVICE_ID: device_id, LABEL: label, RECORDED: recorded}
+
+
+def notification_id(msg_id: str | None, ts_ms: int, message: str, meta: dict[str, Any], subject: str) -> str:
+    """A notification's ``_id``: its ``msgID`` (the flowbroker derives it from the flow, node and source message,
+    so a redelivered notification has the same one); without one, blake2b-128 of its canonical JSON."""
+    if msg_id:
+        return msg_id
+    canonical = json.dumps([ts_ms, message, meta, subject], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+
+
+def notification_document(*, id: str, ts_ms: int, message: str, meta: dict[str, Any], subject: str) -> Doc:
+    """A document of ``notifications``."""
+    return {ID: id, TS: to_datetime(ts_ms), MESSAGE: message, META: meta, SUBJECT: subject}
+
+
+@dataclass(frozen=True)
+class StoredNotification:
+    """A ``notifications`` document as the reader sees it."""
+
+    msg_id: str
+    ts_ms: int
+    message: str
+    meta: dict[str, Any]
+    subject: str
+
+
+def decode_notification(doc: Doc) -> StoredNotification:
+    return StoredNotification(
+        msg_id=str(doc[ID]),
+        ts_ms=to_ms(doc[TS]),
+        message=str(doc.get(MESSAGE, "")),
+        meta=doc.get(META) or {},
+        subject=str(doc.get(SUBJECT, "")),
+    )
 
 
 def kind_filter(kind: str) -> Doc:

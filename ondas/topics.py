@@ -13,6 +13,7 @@ DEVICE_DATA = "device-data"
 DEVICE_EVENTS = "dojot.device-manager.device"
 DEVICE_LIVENESS = "device-liveness"
 CERTIFICATES = "dojot.x509-identity-mgmt.certificates"  # x509_mgmt's certificate events
+NOTIFICATIONS = "dojot.notifications"  # dojot's notifications (flows' notification node); history stores them
 TENANCY = "dojot.tenancy"
 DEAD_LETTER_SUFFIX = ".dlq"
 
@@ -41,6 +42,10 @@ def device_data(tenant: str) -> str:
 
 def device_events(tenant: str) -> str:
     return topic(tenant, DEVICE_EVENTS)
+
+
+def notifications(tenant: str) -> str:
+    return topic(tenant, NOTIFICATIONS)
 
 
 def device_liveness(tenant: str) -> str:

@@ -53,6 +53,8 @@ PORTS: dict[str, tuple[str, int]] = {
     "http_agent_tls": ("ONDAS_HTTP_AGENT_TLS_PORT", 8018),
     "x509_mgmt": ("ONDAS_X509_MGMT_PORT", 8019),
     "x509_mgmt_worker": ("ONDAS_X509_MGMT_WORKER_PORT", 8020),
+    "flowbroker": ("ONDAS_FLOWBROKER_PORT", 8021),
+    "flowbroker_worker": ("ONDAS_FLOWBROKER_WORKER_PORT", 8022),
     "kafka_ws": ("ONDAS_KAFKA_WS_PORT", 8023),
 }
 

@@ -14,7 +14,7 @@ from ondasctl.config import DEVICE_CREDENTIALS_SECRET, Config
 from ondasctl.pki import device_tls_files, x509_data_dir
 from ondasctl.procs import ProcSpec
 
-DATABASES = ["ondas_auth", "ondas_device_manager", "x509_mgmt"]
+DATABASES = ["ondas_auth", "ondas_device_manager", "x509_mgmt", "flowbroker"]
 # The secret (in the data directory) that only auth holds; every other service gets a key derived from it.
 SERVICE_IDENTITY_ROOT = "service-master"
 
@@ -27,6 +27,7 @@ GATEWAY_UPSTREAMS = {
     "mqtt-agent": "mqtt_agent_api",
     "x509-identity-mgmt": "x509_mgmt",
     "kafka-ws": "kafka_ws",
+    "flowbroker": "flowbroker",
 }
 
 
@@ -90,6 +91,14 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
         # The CA (bootstrapped by make up before Mosquitto starts: ondasctl.pki.prepare_device_tls) and crl.pem.
         "X509_MGMT_DATA_DIR": str(x509_data_dir(cfg.data_dir)),
         "X509_MGMT_DEVICE_MANAGER_URL": cfg.url("device_manager"),
+    }
+    flow_env = {
+        "FLOWBROKER_DB_URL": cfg.postgres_url("flowbroker"),
+        "FLOWBROKER_REDIS_URL": cfg.redis_url,
+        "FLOWBROKER_HTTP_PORT": str(p["flowbroker"]),
+        "FLOWBROKER_WORKER_HEALTH_PORT": str(p["flowbroker_worker"]),
+        # Flows may name only the tenant's own devices (checked on save); the worker learns devices from it too.
+        "FLOWBROKER_DEVICE_MANAGER_URL": cfg.url("device_manager"),
     }
     return [
         _service(
@@ -158,6 +167,10 @@ def service_specs(cfg: Config) -> list[ProcSpec]:
                 "KAFKA_WS_TICKET_SECRET": cfg.secret("kafka-ws-ticket"),
             },
         ),
+        # The flow engine (dojot's flowbroker, behind the gateway at /flows): the REST API and the worker group
+        # that runs every enabled flow on its tenant's device data and device events.
+        _service(cfg, "flowbroker", ["flowbroker", "api"], "flowbroker", flow_env),
+        _service(cfg, "flowbroker-worker", ["flowbroker", "worker"], "flowbroker_worker", flow_env),
         _service(
             cfg,
             "mqtt-agent",

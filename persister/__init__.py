@@ -7,9 +7,14 @@ Device events (``<tenant>.dojot.device-manager.device``): ``create`` and ``updat
 forgets the device and, when ``PERSISTER_ON_DEVICE_REMOVE=drop`` (default ``keep``), deletes its points too; a
 tenant's DELETE drops its database once auth confirms the tenant is gone.
 
+Notifications (``<tenant>.dojot.notifications``, :class:`ondas.contracts.Notification`): kept in collection
+``notifications`` (``_id`` = ``msgID``) for history's ``/notifications/history``, unless their
+``metaAttrsFilter.shouldPersist`` is false.
+
 Flow: the tenants come from auth (``GET /admin/tenants``) and then from ``dojot-management.dojot.tenancy``
 (:class:`ondas.tenancy.TenancyTracker`); one :class:`ondas.kafka.ConsumerLoop` (group ``persister``) follows
-``<tenant>.device-data`` of every tenant and re-subscribes when a tenant appears or goes, without a restart.
+``<tenant>.device-data``, ``<tenant>.dojot.device-manager.device`` and ``<tenant>.dojot.notifications`` of every
+tenant and re-subscribes when a tenant appears or goes, without a restart.
 
 Delivery: at least once from Kafka, exactly once in the store. Each batch is validated first; malformed
 messages (not JSON, not the device-data contract, or ``metadata.tenant`` differing from the topic's tenant)
@@ -43,6 +48,7 @@ Storage layout (the contract history reads; see :func:`ondas.tenant.tenant_datab
   ``PERSISTER_ON_DEVICE_REMOVE`` says. The persister is its only writer. History takes a device as existing when
   it is recorded here or has data (``latest`` or ``actuated``): devices created before the persister recorded
   devices are known once they have data, and a removed device whose data is kept stays readable;
+- collection ``notifications``: ``{_id: msgID, ts, message, metaAttrsFilter, subject}``, index ``(ts -1)``;
 - with ``PERSISTER_DATA_TTL_SECONDS`` > 0, a TTL index ``ts_ttl`` on ``points.ts`` lets the store expire points
   older than that (by their device timestamp); the latest values stay.
 """

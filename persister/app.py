@@ -10,7 +10,7 @@ from ondas import log as ondas_log
 from ondas.health import Health, serve_health
 from ondas.kafka import ConsumerLoop
 from ondas.tenancy import TenancyTracker, TenantPurge
-from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, device_data, device_events
+from ondas.topics import DEVICE_DATA, DEVICE_EVENTS, NOTIFICATIONS, device_data, device_events, notifications
 from persister.consumers import KafkaDeadLetter
 from persister.service import PersisterService
 from persister.settings import PersisterSettings
@@ -46,7 +46,7 @@ class Persister:
             service=instance,
             auth_url=common.auth_url,
             bootstrap=common.kafka_bootstrap,
-            subjects=[DEVICE_DATA, DEVICE_EVENTS],
+            subjects=[DEVICE_DATA, DEVICE_EVENTS, NOTIFICATIONS],
             on_change=self._on_tenants,
         )
         # One purge per DELETE event for the whole persister group (a durable consumer group of its own).
@@ -65,8 +65,8 @@ class Persister:
         self._http: ThreadingHTTPServer | None = None
 
     def _on_tenants(self, tenants: frozenset[str]) -> None:
-        topics = [name for t in sorted(tenants) for name in (device_data(t), device_events(t))]
-        log.info("following device-data and device-event topics", extra={"topics": topics})
+        topics = [name for t in sorted(tenants) for name in (device_data(t), device_events(t), notifications(t))]
+        log.info("following device-data, device-event and notification topics", extra={"topics": topics})
         self.loop.set_topics(topics)
 
     def _purge(self, tenant: str, deleted_at: float, recreated: bool) -> None:

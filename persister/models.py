@@ -1,5 +1,5 @@
-"""Domain types of the persister: a point (one attribute value of one device at one instant) and a known
-device (what the device manager said exists)."""
+"""Domain types of the persister: a point (one attribute value of one device at one instant), a known device
+(what the device manager said exists) and a notification to keep."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ondas import points_layout
-from ondas.contracts import ContractError, DeviceData, DeviceEvent
+from ondas.contracts import ContractError, DeviceData, DeviceEvent, Notification
 from ondas.points_layout import KIND_COMMAND, KIND_READING
 
 #: ``Point.source`` of a value the device sent (``device-data``) and of a value sent to the device (``configure``).
@@ -50,6 +50,26 @@ class KnownDevice:
 
     device_id: str
     label: str | None = None
+
+
+@dataclass(frozen=True)
+class Note:
+    """A notification of ``<tenant>.dojot.notifications`` that history keeps (``shouldPersist`` not false)."""
+
+    id: str
+    ts_ms: int
+    message: str
+    meta: dict[str, Any]
+    subject: str
+
+
+def note_from(notification: Notification) -> Note | None:
+    """The notification to store, or None when it asks not to be (``metaAttrsFilter.shouldPersist`` false)."""
+    if not notification.should_persist:
+        return None
+    n = notification
+    nid = points_layout.notification_id(n.msgID, n.timestamp, n.message, n.metaAttrsFilter, n.subject)
+    return Note(nid, n.timestamp, n.message, dict(n.metaAttrsFilter), n.subject)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ batch; points have deterministic ids, so the retry never stores anything twice.
 Known devices: ``create`` and ``update`` events record the device (the store's ``devices``), ``remove`` forgets
 it, so history answers an existing device without data with an empty result and an unknown one with a 404.
 The persister is the only writer; replaying the events gives the same records.
+
+Notifications (``<tenant>.dojot.notifications``) are kept for history's ``/notifications/history`` unless their
+``metaAttrsFilter.shouldPersist`` is false; their id is the ``msgID``, so a redelivered one is stored once.
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ from prometheus_client import Counter
 
 from ondas import log as ondas_log
 from ondas import topics
-from ondas.contracts import ContractError, DeviceData, DeviceEvent
+from ondas.contracts import ContractError, DeviceData, DeviceEvent, Notification
 from persister.models import (
     KnownDevice,
+    Note,
     Point,
     TenantMismatch,
     WriteResult,
     actuation_points,
     known_device,
+    note_from,
     points_from,
 )
 
@@ -41,6 +46,12 @@ POINTS_DUPLICATE = Counter(
     "persister_points_duplicate_total", "Points already stored (redelivered or re-produced messages)", ["tenant"]
 )
 POINTS_DELETED = Counter("persister_points_deleted_total", "Points deleted with their removed device", ["tenant"])
+NOTIFICATIONS_WRITTEN = Counter("persister_notifications_written_total", "Notifications newly stored", ["tenant"])
+NOTIFICATIONS_NOT_KEPT = Counter(
+    "persister_notifications_not_kept_total",
+    "Notifications that asked not to be stored (shouldPersist false)",
+    ["tenant"],
+)
 MESSAGES_REJECTED = Counter(
     "persister_messages_rejected_total", "Messages sent to the dead-letter topic", ["tenant", "reason"]
 )
@@ -57,6 +68,7 @@ class PointStore(Protocol):
     def write(self, tenant: str, points: Sequence[Point]) -> WriteResult: ...
     def delete_device(self, tenant: str, device_id: str) -> int: ...
     def record_devices(self, tenant: str, changes: Mapping[str, KnownDevice | None]) -> None: ...
+    def write_notifications(self, tenant: str, notes: Sequence[Note]) -> int: ...
     def ping(self) -> bool: ...
 
 
@@ -82,6 +94,8 @@ class Parsed:
     points: list[Point]
     removed: bool = False
     device: KnownDevice | None = None
+    note: Note | None = None
+    unkept_note: bool = False  # a notification that asked not to be stored
 
 
 def parse(msg: Incoming) -> Parsed:
@@ -103,7 +117,10 @@ def parse(msg: Incoming) -> Parsed:
                 raise TenantMismatch(f"meta.service {event.tenant!r} does not match the topic's tenant {t.tenant!r}")
             return Parsed(t.tenant, event.device_id, [], removed=True)
         return Parsed(t.tenant, event.device_id, [], device=known_device(event, t.tenant))
-    raise ContractError(f"topic {name!r} is neither a device-data nor a device-events topic")
+    if t.subject == topics.NOTIFICATIONS:
+        note = note_from(Notification.parse(msg.value() or b""))
+        return Parsed(t.tenant, "", [], note=note, unkept_note=note is None)
+    raise ContractError(f"topic {name!r} is neither a device-data, a device-events nor a notifications topic")
 
 
 def _reason(exc: ContractError) -> str:
@@ -166,6 +183,8 @@ class PersisterService:
         return deleted
 
     def store(self, tenant: str, items: Sequence[Parsed]) -> WriteResult:
+        notes = [item.note for item in items if item.note is not None]
+        unkept = sum(1 for item in items if item.unkept_note)
         points = [p for item in items for p in item.points]
         devices: dict[str, KnownDevice | None] = {}
         for item in items:
@@ -175,6 +194,10 @@ class PersisterService:
             result = self._store.write(tenant, points)
             if devices:
                 self._store.record_devices(tenant, devices)
+            if notes:
+                NOTIFICATIONS_WRITTEN.labels(tenant).inc(self._store.write_notifications(tenant, notes))
+            if unkept:
+                NOTIFICATIONS_NOT_KEPT.labels(tenant).inc(unkept)
             POINTS_WRITTEN.labels(tenant).inc(result.inserted)
             POINTS_DUPLICATE.labels(tenant).inc(result.duplicates)
             if log.isEnabledFor(logging.DEBUG):

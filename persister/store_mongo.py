@@ -22,7 +22,7 @@ from ondas import mongo
 from ondas import points_layout as layout
 from ondas.errors import Invalid, Unavailable
 from ondas.points_layout import latest_id, to_datetime
-from persister.models import KnownDevice, Point, WriteResult
+from persister.models import KnownDevice, Note, Point, WriteResult
 
 __all__ = ["MongoPointStore", "device_document", "latest_id", "newest_per_key", "point_document", "to_datetime"]
 
@@ -130,6 +130,22 @@ class MongoPointStore:
             first = exc.details.get("writeErrors", [{}])[0]
             raise Invalid(f"MongoDB refused a device record: {first.get('errmsg')}", tenant=tenant) from exc
 
+    def write_notifications(self, tenant: str, notes: Sequence[Note]) -> int:
+        """Store the tenant's notifications (insert only; one already stored, by id, is left as it is). Returns
+        how many were new."""
+        if not notes:
+            return 0
+        db = self.database(tenant)
+        docs = [
+            layout.notification_document(id=n.id, ts_ms=n.ts_ms, message=n.message, meta=n.meta, subject=n.subject)
+            for n in notes
+        ]
+        try:
+            self._ensure_indexes(tenant, db)
+            return self._insert(db[layout.NOTIFICATIONS], docs)
+        except (ConnectionFailure, WriteConcernError) as exc:
+            raise Unavailable(f"MongoDB is unavailable: {exc}", tenant=tenant) from exc
+
     def drop_tenant(self, tenant: str) -> None:
         """Drop the tenant's database (all its points and latest values)."""
         try:
@@ -140,14 +156,15 @@ class MongoPointStore:
             self._indexed.discard(tenant)
 
     def drop_tenant_before(self, tenant: str, cutoff_ms: int) -> int:
-        """Delete the tenant's points and latest values timed before ``cutoff_ms`` (a tenant deleted then, and
-        created again since: what the new one stored stays). Returns how many points went."""
+        """Delete the tenant's points, latest values and notifications timed before ``cutoff_ms`` (a tenant deleted
+        then, and created again since: what the new one stored stays). Returns how many points went."""
         db = self.database(tenant)
         cutoff = to_datetime(cutoff_ms)
         before = {layout.TS: {"$lt": cutoff}}
         try:
             deleted = db[layout.POINTS].delete_many(before).deleted_count
             db[layout.LATEST].delete_many(before)
+            db[layout.NOTIFICATIONS].delete_many(before)
             db[layout.DEVICES].delete_many({layout.RECORDED: {"$lt": cutoff}})
             for device_id in db[layout.ACTUATED].distinct(layout.DEVICE_ID):
                 if db[layout.POINTS].find_one({layout.DEVICE_ID: device_id}, {layout.ID: 1}) is None:

@@ -56,6 +56,11 @@ class RunContext:
     http: HttpClient
     now_ms: Callable[[], int]
     actuator: Actuator | None = None
+    #: The stamp of a value written to ``(tenant, device)``: now, later than the last one this worker wrote there.
+    device_stamp: Callable[[str, str], int] | None = None
+
+    def stamp_for(self, device_id: str) -> int:
+        return self.device_stamp(self.tenant, device_id) if self.device_stamp is not None else self.now_ms()
 
     def output_id(self, node_id: str, index: int = 0) -> str:
         return f"{self.flow_id}:{node_id}:{self.message_id}:{index}"

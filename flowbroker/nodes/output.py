@@ -9,9 +9,8 @@ import uuid
 from typing import Any
 
 from flowbroker.nodes.base import Msg, NodeError, NodeJson, Result, RunContext, get_path
-from ondas.topics import DEVICE_DATA
+from ondas.topics import DEVICE_DATA, NOTIFICATIONS
 
-NOTIFICATIONS = "dojot.notifications"
 FTP = "dojot.ftp"
 FLOW_HEADER = "ondas-flow"
 GENERATION_HEADER = "ondas-flow-generation"
@@ -62,9 +61,9 @@ def device_out(node: NodeJson, msg: Msg, ctx: RunContext) -> Result:
     attrs = get_path(msg, str(node["attrs"]))
     if not isinstance(attrs, dict):
         raise NodeError(f"the data source {node['attrs']!r} is not an object of attributes")
-    timestamp = ctx.now_ms()
     for i, device_id in enumerate(target_devices(node, msg, ctx)):
-        record = {"attrs": attrs, "metadata": {"timestamp": timestamp, "tenant": ctx.tenant, "deviceid": device_id}}
+        stamp = ctx.stamp_for(device_id)
+        record = {"attrs": attrs, "metadata": {"timestamp": stamp, "tenant": ctx.tenant, "deviceid": device_id}}
         ctx.outputs.send(DEVICE_DATA, device_id, record, _headers(ctx, node["id"], i, device_id))
     return []
 

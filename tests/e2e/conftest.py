@@ -68,6 +68,9 @@ def platform() -> Iterator[Platform]:
     # The suite logs in far more than 5 times a minute from one address; test_gateway_matrix.py checks the real
     # limit of gateway/kong.yml on a gateway of its own.
     env["ONDAS_GATEWAY_RATE_LIMIT"] = "100000"
+    # The flows' HTTP request node calls local test servers (tests/e2e/test_flows.py); by default it refuses
+    # loopback and private destinations.
+    env["FLOWBROKER_HTTP_ALLOWED_NETWORKS"] = "127.0.0.1/32"
     for name, (setting, _default) in PORTS.items():
         env[setting] = str(cfg.ports[name])
     p = Platform(cfg.data_dir, env, {})

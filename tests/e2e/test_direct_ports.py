@@ -69,6 +69,8 @@ READS = [
     Case("GET", "/mqtt-agent/v1/statistics", "mqtt-agent", "/mqtt-agent/v1/statistics"),
     Case("GET", "/x509/v1/certificates", "x509-identity-mgmt", "/x509/v1/certificates"),
     Case("GET", "/x509/v1/ca", "x509-identity-mgmt", "/x509/v1/ca"),
+    Case("GET", "/flows/v1/flow", "flowbroker", "/flows/v1/flow"),
+    Case("GET", "/flows/nodes", "flowbroker", "/flows/nodes"),
 ]
 # Bodies a permitted caller would get 400 for: nothing changes even if a refusal were missing (the test then fails
 # on the status, 400 against the gateway's 403).
@@ -81,6 +83,7 @@ WRITES = [
     Case("PUT", "/http-agent/v1/log-level", "http-agent", "/http-agent/v1/log-level", {}),
     Case("PUT", "/mqtt-agent/v1/log-level", "mqtt-agent", "/mqtt-agent/v1/log-level", {}),
     Case("POST", "/x509/v1/certificates", "x509-identity-mgmt", "/x509/v1/certificates", {}),
+    Case("POST", "/flows/v1/flow", "flowbroker", "/flows/v1/flow", {}),
     Case(
         "POST",
         f"/basic-auth/v1/devices/{DEVICE}/basic-credentials",

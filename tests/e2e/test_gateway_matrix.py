@@ -45,6 +45,7 @@ SAMPLES = {
     "/device": f"/device/{DEVICE}",
     "/history": f"/history/device/{DEVICE}/history?lastN=1&attr=temperature",
     "/x509/v1": "/x509/v1/certificates",
+    "/flows/v1": "/flows/v1/flow",
 }
 # Public routes: a request without a token that the service itself answers.
 PUBLIC_REQUESTS: dict[str, tuple[str, dict[str, Any] | None]] = {

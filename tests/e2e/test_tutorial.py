@@ -117,6 +117,9 @@ def test_status_reports_every_process_healthy(platform):
         "http-agent-tls",
         "x509-mgmt",
         "x509-mgmt-worker",
+        "flowbroker",
+        "flowbroker-worker",
+        "kafka-ws",
         "gateway",
     } <= names
     assert status["healthy"], [p for p in status["processes"] if not p["healthy"]]

@@ -65,7 +65,8 @@ def throttled_auth(make_settings: Callable[..., Any], start_auth: Callable[[Any]
 
 
 def test_wrong_passwords_are_throttled_before_any_hash_and_the_right_one_works_after(throttled_auth):
-    auth, tenant = throttled_auth()
+    # A backoff of seconds, not one: the right password below must still meet it on a loaded machine.
+    auth, tenant = throttled_auth(login_backoff_seconds=5.0, login_backoff_max_seconds=10.0)
     statuses = []
     before_throttled = throttled("user")
     for i in range(50):

@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from ondas.timestamps import parse_timestamp
-from persister.models import Point
+from persister.models import Note, Point
 from persister.store_mongo import MongoPointStore
 from tests.integration.history.helpers import PREFIX, make_client
 
@@ -186,3 +186,38 @@ def test_device_timestamps_are_served_at_the_instant_sent(client, tokens, writer
     writer.write(unique, points_from(message, unique))
     body = get(client, tokens, unique, "attr=t", device="ts1").json
     assert [e["ts"] for e in body] == [expected]
+
+
+def test_notifications_from_the_store_newest_first_filtered_and_per_tenant(client, tokens, tenant, writer) -> None:
+    notes = [
+        Note(
+            f"n{i}",
+            T0 + 1000 * i,
+            "Something went wrong.",
+            {"level": i % 3, "shouldPersist": True},
+            "user_notification",
+        )
+        for i in range(12)
+    ]
+    writer.write_notifications(tenant, notes)
+    writer.write_notifications(tenant, notes[:3])  # again: nothing changes
+
+    def ids(query: str = "", who: str = tenant) -> list[str]:
+        resp = client.get(f"/notifications/history?{query}", headers=tokens.headers(who))
+        assert resp.status_code == 200, resp.json
+        return [n["msgID"] for n in resp.json["notifications"]]
+
+    assert ids() == [f"n{i}" for i in range(11, 1, -1)]  # the last 10
+    assert ids("limit=3") == ["n11", "n10", "n9"]
+    assert ids("dateFrom=2018-03-22T13:46:22.535Z&dateTo=2018-03-22T13:46:25.535Z") == ["n4", "n3", "n2", "n1"]
+    assert ids("level=2&limit=2") == ["n11", "n8"]
+    assert ids('subject="user_notification"&msgID="n5"') == ["n5"]
+    assert ids("level=1", who=tenant + "_b") == []
+    first = client.get("/notifications/history?limit=1", headers=tokens.headers(tenant)).json["notifications"][0]
+    assert first == {
+        "msgID": "n11",
+        "metaAttrsFilter": {"level": 2, "shouldPersist": True},
+        "message": "Something went wrong.",
+        "subject": "user_notification",
+        "ts": "2018-03-22T13:46:32.535000Z",
+    }

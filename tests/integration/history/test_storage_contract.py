@@ -23,7 +23,7 @@ from history.models import SHAPE_CONSISTENT, Entry, HistoryQuery
 from history.service import HistoryService
 from history.store_mongo import MongoHistoryStore
 from ondas.timestamps import parse_timestamp
-from ondas.topics import device_data, device_events
+from ondas.topics import device_data, device_events, notifications
 from persister.models import point_id
 from persister.service import PersisterService
 from persister.store_mongo import MongoPointStore
@@ -79,6 +79,10 @@ class NoDeadLetters:
         self.sent.append((msg, reason))
 
 
+NOTE = {"msgID": "2f6e", "timestamp": T1, "message": "Rain in the last hour: 105 mm",
+        "metaAttrsFilter": {"rain": 105, "shouldPersist": True}, "subject": "user_notification"}  # fmt: skip
+
+
 def messages(tenant: str) -> list[Message]:
     def data(attrs: dict[str, Any], ts: int, **meta: Any) -> Message:
         body = {"metadata": {"deviceid": DEV, "tenant": tenant, "timestamp": ts, **meta}, "attrs": attrs}
@@ -101,6 +105,7 @@ def messages(tenant: str) -> list[Message]:
         data(SECOND, T2, **META),
         Message(device_events(tenant), configure),
         data(OLD, T_OLD),
+        Message(notifications(tenant), NOTE),
     ]
 
 
@@ -208,7 +213,7 @@ def test_stored_documents_keep_their_names(written: str, mongo_url: str) -> None
     """The bytes existing databases hold: database, collection and field names, ids and indexes."""
     with pymongo.MongoClient(mongo_url, tz_aware=True) as client:
         db = client["ondas_history_" + written]
-        assert sorted(db.list_collection_names()) == ["actuated", "devices", "latest", "points"]
+        assert sorted(db.list_collection_names()) == ["actuated", "devices", "latest", "notifications", "points"]
         assert db["points"].count_documents({}) == sum(len(es) for es in expected_entries().values())
 
         pid = point_id(DEV, "humidity", T1, 60)
@@ -260,6 +265,16 @@ def test_stored_documents_keep_their_names(written: str, mongo_url: str) -> None
         assert keys("points") == {"_id_": [("_id", 1)], "device_attr_ts": [("device_id", 1), ("attr", 1), ("ts", -1)]}
         assert keys("latest") == {"_id_": [("_id", 1)], "device": [("device_id", 1)]}
         assert keys("actuated") == {"_id_": [("_id", 1)], "device": [("device_id", 1)]}
+        assert keys("notifications") == {"_id_": [("_id", 1)], "ts": [("ts", -1)]}
+        assert [list(d.items()) for d in db["notifications"].find()] == [
+            [
+                ("_id", "2f6e"),
+                ("ts", parse_ts("2018-06-05T19:15:37.452+00:00")),
+                ("message", "Rain in the last hour: 105 mm"),
+                ("metaAttrsFilter", {"rain": 105, "shouldPersist": True}),
+                ("subject", "user_notification"),
+            ]
+        ]
 
 
 def test_a_long_tenant_name_is_read_from_the_same_shortened_database(mongo_url: str, unique: str) -> None:

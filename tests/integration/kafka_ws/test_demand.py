@@ -5,6 +5,7 @@ the linger), and what was published before anyone listened is never sent."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -51,5 +52,23 @@ def test_only_listened_topics_are_read(
             await sio.sio.disconnect()
             await asyncio.to_thread(assigned, 1)
         await asyncio.to_thread(assigned, 0)
+
+    asyncio.run(run())
+
+
+def test_a_topic_created_after_its_listener_arrived_is_read(
+    kws: KafkaWsProcess, tokens: Any, tenants: Any, kafka_bootstrap: str
+) -> None:
+    """A tenant's first notification creates its topic (the producer's broker auto-creates it): the websocket
+    that was already waiting gets it, and so does a socket.io client of the tenant's notifications."""
+    a, _ = tenants
+    topic = f"{a}.dojot.notifications-late{uuid.uuid4().hex[:6]}"
+    note = {"msgID": "late-1", "timestamp": 1, "message": "first ever", "metaAttrsFilter": {}}
+
+    async def run() -> None:
+        async with websockets.connect(topic_url(kws, topic, kws.ticket(tokens.token(a)))) as ws:
+            await asyncio.to_thread(kws.wait_connections, a, 1)
+            await asyncio.to_thread(publish, kafka_bootstrap, topic, note)
+            assert await receive(ws, 1, timeout=30) == [note]
 
     asyncio.run(run())

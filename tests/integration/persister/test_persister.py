@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from ondas.kafka import consumer_config, ensure_topics, producer_config
 from ondas.settings import CommonSettings
 from ondas.tenant import tenant_database_name as database_name
-from ondas.topics import TENANCY_TOPIC, dead_letter, device_data, device_events
+from ondas.topics import TENANCY_TOPIC, dead_letter, device_data, device_events, notifications
 from persister.app import Persister
 from persister.settings import PersisterSettings
 from tests.auth_stub import AuthStub
@@ -342,3 +342,39 @@ def test_changing_the_ttl_changes_the_index(mongo_url, mongo, unique) -> None:
             store.close()
         info = mongo[database_name(PREFIX, unique)]["points"].index_information()
         assert info.get("ts_ttl", {}).get("expireAfterSeconds") == expected
+
+
+def test_notifications_are_kept_once_unless_they_ask_not_to_be(running, mongo, producer, kafka_bootstrap) -> None:
+    _run, _auth, tenant = running
+    topic = notifications(tenant)
+    ensure_topics(kafka_bootstrap, [dead_letter(topic)])
+    kept = mongo[database_name(PREFIX, tenant)]["notifications"]
+    note = {"msgID": "rain-105", "timestamp": 1528226137452, "message": "Rain in the last hour: 105 mm",
+            "metaAttrsFilter": {"rain": 105, "shouldPersist": True}, "subject": "user_notification"}  # fmt: skip
+    producer(topic, note, key="station1")
+    producer(topic, note, key="station1")  # produced twice (a flow's redelivered output): stored once
+    producer(topic, {**note, "msgID": "quiet", "metaAttrsFilter": {"shouldPersist": False}}, key="station1")
+    producer(topic, {"message": "no timestamp"}, key="x")  # malformed: dead-lettered
+    producer(topic, {"timestamp": "2018-06-05T19:15:37.460Z", "message": "from elsewhere"}, key="x")
+    wait_for(lambda: kept.count_documents({}) == 2, what="2 notifications kept")
+    docs = {d["_id"]: d for d in kept.find()}
+    assert "quiet" not in docs
+    assert docs["rain-105"]["ts"] == datetime(2018, 6, 5, 19, 15, 37, 452000, tzinfo=UTC)
+    assert docs["rain-105"]["metaAttrsFilter"] == {"rain": 105, "shouldPersist": True}
+    other = next(d for k, d in docs.items() if k != "rain-105")
+    assert (other["message"], other["subject"]) == ("from elsewhere", "user_notification")
+    assert "ts" in kept.index_information()
+    c = Consumer(consumer_config(kafka_bootstrap, f"dlq-reader-{tenant}"))
+    got: list[Any] = []
+    try:
+        c.subscribe([dead_letter(topic)])
+
+        def drain() -> bool:
+            got.extend(m for m in c.consume(10, timeout=0.5) if m.error() is None)
+            return len(got) >= 1
+
+        wait_for(drain, what="the malformed notification dead-lettered")
+    finally:
+        c.close()
+    assert [m.value() for m in got] == [b'{"message": "no timestamp"}']
+    assert "timestamp" in dict(got[0].headers())["ondas-error"].decode()

@@ -48,6 +48,20 @@ def test_kitchen_alarm() -> None:
     ]
 
 
+def test_values_written_to_a_device_in_one_millisecond_keep_their_order() -> None:
+    """The clock stands still (one batch in one millisecond): each value a flow writes to a device is stamped
+    later than the last one written there, so history (ordered by the stamp) shows them in order."""
+    flow = compiled(flows.kitchen_flow("th1", "alarm"))
+    outs = ListOutputs()
+    e = engine()
+    for offset, t in enumerate((25, 45, 39, 20), start=1):
+        assert e.run(flow, data("th1", {"temperature": t}, offset=offset), None, outs)
+    other = compiled(flows.rename_flow("th1", "virt"), flow_id="f2")
+    assert e.run(other, data("th1", {"temperature": 1}, offset=9), None, outs)
+    stamps = [(k, v["metadata"]["timestamp"]) for _, k, v, _ in outs.sent]
+    assert stamps == [("alarm", 5), ("alarm", 6), ("alarm", 7), ("alarm", 8), ("virt", 5)]
+
+
 def test_event_in_message_shape_with_static_attrs() -> None:
     node = flows.event_in("in", "9face8", [], publish=True, configure=True)
     device = Device("9face8", ("1",), {"static_example": "static_example_value"})

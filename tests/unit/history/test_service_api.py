@@ -8,8 +8,19 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from history.api import filter_value
 from history.app import create_history_app
-from history.models import KIND_COMMAND, KIND_READING, SHAPE_CONSISTENT, Cursor, DeviceNotFound, Entry, HistoryQuery
+from history.models import (
+    KIND_COMMAND,
+    KIND_READING,
+    SHAPE_CONSISTENT,
+    Cursor,
+    DeviceNotFound,
+    Entry,
+    HistoryQuery,
+    NotificationEntry,
+    NotificationQuery,
+)
 from history.service import HistoryService
 from history.settings import HistorySettings
 from ondas.settings import CommonSettings
@@ -18,10 +29,27 @@ pytestmark = pytest.mark.unit
 
 
 class FakeStore:
-    def __init__(self, data: dict[str, list[Entry]], devices: dict[str, set[str]] | None = None) -> None:
+    def __init__(
+        self,
+        data: dict[str, list[Entry]],
+        devices: dict[str, set[str]] | None = None,
+        notes: dict[str, list[NotificationEntry]] | None = None,
+    ) -> None:
         self.data = data  # tenant -> entries
         self.devices = devices or {}  # tenant -> devices recorded from device-manager events
+        self.notes = notes or {}  # tenant -> notifications
         self.calls: list[dict[str, Any]] = []
+
+    def notifications(self, tenant: str, **kw: Any) -> list[NotificationEntry]:
+        self.calls.append({"notifications": tenant, **kw})
+        lo, hi = kw["date_from_ms"], kw["date_to_ms"]
+        found = [
+            n for n in self.notes.get(tenant, []) if (lo is None or n.ts_ms >= lo) and (hi is None or n.ts_ms <= hi)
+        ]
+        fields = {"msgID": "msg_id", "message": "message", "subject": "subject"}
+        for name, value in kw["filters"]:
+            found = [n for n in found if (getattr(n, fields[name]) if name in fields else n.meta.get(name)) == value]
+        return sorted(found, key=lambda n: n.ts_ms, reverse=True)[: kw["limit"]]
 
     def device_exists(self, tenant: str, device_id: str) -> bool:
         recorded = device_id in self.devices.get(tenant, set())
@@ -97,11 +125,46 @@ def test_only_an_unknown_device_is_a_404() -> None:
     assert svc.latest("acme", "empty") == {}
 
 
+NOTES = [
+    NotificationEntry(
+        f"n{i}", 1_000 * i, "Something went wrong.", {"level": i % 3, "shouldPersist": True}, "user_notification"
+    )
+    for i in range(15)
+]
+
+
+def test_notifications_default_to_the_last_ten_and_a_window_gives_all_of_it() -> None:
+    store = FakeStore({}, notes={"acme": NOTES})
+    svc = HistoryService(store, max_results=12)
+    assert [n.msg_id for n in svc.notifications("acme", NotificationQuery())] == [f"n{i}" for i in range(14, 4, -1)]
+    assert len(svc.notifications("acme", NotificationQuery(limit=3))) == 3
+    assert len(svc.notifications("acme", NotificationQuery(date_from_ms=0))) == 12  # the cap
+    assert len(svc.notifications("acme", NotificationQuery(date_from_ms=2_000, date_to_ms=4_000))) == 3
+    assert len(svc.notifications("acme", NotificationQuery(limit=500))) == 12
+    assert svc.notifications("other", NotificationQuery()) == []
+    assert NOTES[0].to_json() == {
+        "msgID": "n0",
+        "metaAttrsFilter": {"level": 0, "shouldPersist": True},
+        "message": "Something went wrong.",
+        "subject": "user_notification",
+        "ts": "1970-01-01T00:00:00.000000Z",
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [('"user_notification"', "user_notification"), ("3", 3), ("2.5", 2.5), ("true", True), ("plain", "plain"),
+     ('"3"', "3"), ("nan", "nan"), ('"', '"')],
+)  # fmt: skip
+def test_filter_values_are_typed_as_dojot_documents(raw: str, value: Any) -> None:
+    assert filter_value(raw) == value and type(filter_value(raw)) is type(value)
+
+
 @pytest.fixture
 def client(tokens: Any) -> Iterator[FlaskClient]:
     common = CommonSettings("127.0.0.1:1", "http://127.0.0.1:1", str(tokens.public_file), "INFO", "127.0.0.1")
     settings = HistorySettings(common=common, mongo_url="mongodb://unused/", http_port=0, max_results=100)
-    app = create_history_app(settings, store=FakeStore({"acme": ENTRIES}))
+    app = create_history_app(settings, store=FakeStore({"acme": ENTRIES}, notes={"acme": NOTES}))
     with app.test_client() as c:
         yield c
 
@@ -290,3 +353,25 @@ def test_latest_route(client: FlaskClient, tokens: Any) -> None:
     assert list(client.get("/device/d1/latest?attr=pressure", headers=tokens.headers("acme")).json) == ["pressure"]
     assert client.get("/device/d1/latest", headers=tokens.headers("other")).status_code == 404
     assert client.get("/device/d1/latest").status_code == 401
+
+
+def test_notifications_route_filters_and_refuses_bad_queries(client: FlaskClient, tokens: Any) -> None:
+    h = tokens.headers("acme")
+    r = client.get("/notifications/history?limit=2", headers=h)
+    assert r.status_code == 200
+    assert [n["msgID"] for n in r.get_json()["notifications"]] == ["n14", "n13"]
+    r = client.get(
+        '/notifications/history?level=2&subject="user_notification"&dateFrom=1970-01-01T00:00:05Z', headers=h
+    )
+    assert [n["msgID"] for n in r.get_json()["notifications"]] == ["n14", "n11", "n8", "n5"]
+    assert client.get("/notifications/history", headers=tokens.headers("other")).get_json() == {"notifications": []}
+    for query, fragment in [
+        ("limit=0", "limit must be >= 1"),
+        ("dateFrom=soon", "dateFrom must be an ISO 8601 date"),
+        ("dateFrom=1970-01-02T00:00:00Z&dateTo=1970-01-01T00:00:00Z", "dateFrom must not be later"),
+        ("%24where=1", "a filter names a field"),
+        ("a.b=1", "a filter names a field"),
+    ]:
+        r = client.get(f"/notifications/history?{query}", headers=h)
+        assert r.status_code == 400 and fragment in r.get_json()["message"], (query, r.get_json())
+    assert client.get("/notifications/history").status_code == 401

@@ -27,6 +27,12 @@ def test_names_are_the_stored_ones() -> None:
     assert fields == ("_id", "device_id", "attr", "value", "ts", "metadata", "kind")
     assert (layout.POINT_ID, layout.LABEL, layout.RECORDED) == ("point_id", "label", "recorded")
     assert (layout.KIND_READING, layout.KIND_COMMAND) == ("reading", "command")
+    assert (layout.NOTIFICATIONS, layout.MESSAGE, layout.META, layout.SUBJECT) == (
+        "notifications",
+        "message",
+        "metaAttrsFilter",
+        "subject",
+    )
 
 
 def test_indexes_are_the_stored_ones() -> None:
@@ -34,6 +40,7 @@ def test_indexes_are_the_stored_ones() -> None:
         ("points", "device_attr_ts", [("device_id", 1), ("attr", 1), ("ts", -1)]),
         ("latest", "device", [("device_id", 1)]),
         ("actuated", "device", [("device_id", 1)]),
+        ("notifications", "ts", [("ts", -1)]),
     ]
     ttl = layout.TTL_INDEX
     assert (ttl.collection, ttl.name, ttl.key_list) == ("points", "ts_ttl", [("ts", 1)])
@@ -140,3 +147,18 @@ def test_device_and_actuated_documents() -> None:
     }
     assert layout.device_document("d", None, recorded)["label"] is None
     assert layout.actuated_document("d", "fan") == {"device_id": "d", "attr": "fan"}
+
+
+def test_notification_ids_and_documents() -> None:
+    meta = {"level": 3, "shouldPersist": True}
+    assert layout.notification_id("afe4fb7d-438f", T, "x", meta, "user_notification") == "afe4fb7d-438f"
+    derived = layout.notification_id(None, T, "Something went wrong.", meta, "user_notification")
+    assert derived == layout.notification_id(None, T, "Something went wrong.", dict(reversed(meta.items())),
+                                             "user_notification")  # fmt: skip
+    assert len(derived) == 32 and derived != layout.notification_id(None, T + 1, "Something went wrong.", meta,
+                                                                    "user_notification")  # fmt: skip
+    doc = layout.notification_document(id="n1", ts_ms=T, message="m", meta=meta, subject="user_notification")
+    assert list(doc) == ["_id", "ts", "message", "metaAttrsFilter", "subject"]
+    assert doc["ts"] == datetime(2018, 3, 22, 13, 46, 21, 535000, tzinfo=UTC)
+    back = layout.decode_notification(doc)
+    assert (back.msg_id, back.ts_ms, back.message, back.meta, back.subject) == ("n1", T, "m", meta, "user_notification")

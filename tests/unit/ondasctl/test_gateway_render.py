@@ -18,6 +18,7 @@ UPSTREAMS = {
     "mqtt-agent": "127.0.0.1:5",
     "x509-identity-mgmt": "127.0.0.1:6",
     "kafka-ws": "127.0.0.1:7",
+    "flowbroker": "127.0.0.1:8",
 }
 
 
@@ -88,6 +89,11 @@ ROUTES = load_routes(KONG)
         ("/stream/socketio", "kafka-ws", True, "/stream/socketio"),
         ("/topic/device-data", "kafka-ws", True, "/topic/device-data"),
         ("/socket.io/", "kafka-ws", False, "/socket.io/"),
+        # Flows: dojot's paths, unchanged, through the PDP.
+        ("/flows/v1/flow", "flowbroker", True, "/flows/v1/flow"),
+        ("/flows/v1/flow/f1", "flowbroker", True, "/flows/v1/flow/f1"),
+        ("/flows/v1/node", "flowbroker", True, "/flows/v1/node"),
+        ("/flows/nodes", "flowbroker", True, "/flows/nodes"),
     ],
 )
 def test_route_table_of_the_seed(path, service, protected, upstream):

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ondas.errors import Unavailable
-from persister.models import KnownDevice, Point, WriteResult
+from persister.models import KnownDevice, Note, Point, WriteResult
 from persister.service import PersisterService
 
 pytestmark = pytest.mark.unit
@@ -30,6 +30,7 @@ class FakeStore:
     def __init__(self, fail: Exception | None = None) -> None:
         self.stored: dict[str, dict[str, Point]] = {}
         self.devices: dict[str, dict[str, KnownDevice]] = {}
+        self.notes: dict[str, dict[str, Note]] = {}
         self.writes: list[tuple[str, int]] = []
         self.fail = fail
 
@@ -58,6 +59,14 @@ class FakeStore:
                 known.pop(device_id, None)
             else:
                 known[device_id] = device
+
+    def write_notifications(self, tenant: str, notes: Sequence[Note]) -> int:
+        if self.fail is not None:
+            raise self.fail
+        kept = self.notes.setdefault(tenant, {})
+        new = [n for n in notes if n.id not in kept]
+        kept.update({n.id: n for n in new})
+        return len(new)
 
     def ping(self) -> bool:
         return True
@@ -103,7 +112,11 @@ def test_good_messages_are_written_once_per_tenant() -> None:
         pytest.param(FakeMessage("a.device-data", b'{"attrs":{}}'), "metadata", id="no-metadata"),
         pytest.param(msg("a", "d", {"t": 1}, ts="yesterday"), "timestamp", id="bad-timestamp"),
         pytest.param(msg("b", "d", {"t": 1}, topic_tenant="a"), "does not match", id="tenant-mismatch"),
-        pytest.param(FakeMessage("a.other", b"{}"), "neither a device-data nor", id="wrong-subject"),
+        pytest.param(FakeMessage("a.other", b"{}"), "nor a notifications topic", id="wrong-subject"),
+        pytest.param(FakeMessage("a.dojot.notifications", b'{"message": "m"}'), "timestamp", id="note-no-ts"),
+        pytest.param(
+            FakeMessage("a.dojot.notifications", b'{"timestamp": 1, "message": 3}'), "message", id="note-bad-msg"
+        ),
         pytest.param(event("a", "configure", {"id": "d", "attrs": "x"}), "attrs", id="configure-no-attrs"),
         pytest.param(event("a", "configure", {"id": "d", "attrs": {"f": 1}}, ts=None), "timestamp", id="no-ts"),
         pytest.param(
@@ -225,3 +238,26 @@ def test_a_create_event_of_another_tenant_is_dead_lettered() -> None:
     PersisterService(store, dlq).handle([bad])
     assert [reason for _msg, reason in dlq.sent] == ["meta.service 'b' does not match the topic's tenant 'a'"]
     assert store.devices == {}
+
+
+def note(tenant: str, body: dict[str, Any]) -> FakeMessage:
+    return FakeMessage(f"{tenant}.dojot.notifications", json.dumps(body).encode())
+
+
+def test_notifications_are_kept_once_unless_they_ask_not_to_be() -> None:
+    store, dlq = FakeStore(), FakeDeadLetter()
+    service = PersisterService(store, dlq)
+    raised = {"msgID": "n1", "timestamp": 1528226137452, "message": "rain", "metaAttrsFilter": {"rain": 105},
+              "subject": "user_notification"}  # fmt: skip
+    quiet = {"timestamp": 1528226137453, "message": "hush", "metaAttrsFilter": {"shouldPersist": False}}
+    anonymous = {"timestamp": "2018-06-05T19:15:37.454Z", "message": "no id"}
+    batch = [note("a", raised), note("a", quiet), note("a", anonymous), note("b", raised), msg("a", "d1", {"t": 1})]
+    service.handle(batch)
+    service.handle(batch)  # redelivered: nothing new
+    assert sorted(store.notes["a"]) == sorted(["n1", next(k for k in store.notes["a"] if k != "n1")])
+    kept = {n.message: n for n in store.notes["a"].values()}
+    assert set(kept) == {"rain", "no id"}
+    assert kept["rain"] == Note("n1", 1528226137452, "rain", {"rain": 105}, "user_notification")
+    assert kept["no id"].ts_ms == 1528226137454 and kept["no id"].subject == "user_notification"
+    assert list(store.notes["b"]) == ["n1"]  # the same msgID in another tenant is another tenant's
+    assert len(store.stored["a"]) == 1 and dlq.sent == []
