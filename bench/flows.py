@@ -182,11 +182,15 @@ def main(argv: list[str] | None = None) -> int:
         flow_out = OutputCounter(bootstrap, device_data(tenant), "out")
         workers = run_workers(env, args.workers, work)
         wait_until(lambda: flow_out.poll() >= args.messages, 900, "every flow output")
-        for proc in workers:
-            proc.terminate()
-            proc.wait(30)
         flow_rate = flow_out.rate()
         flow_out.close()
+        for proc in workers:
+            proc.terminate()
+        for proc in workers:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
         print("==> raw consume+produce loop", flush=True)
         raw_out = OutputCounter(bootstrap, device_data(tenant), "raw")
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         [
             "event in -> change -> device out",
-            f"{flow_rate:,.0f} msg/s ({args.workers} worker)",
+            f"{flow_rate:,.0f} msg/s ({args.workers} worker{'s' if args.workers > 1 else ''})",
             f"{raw_rate:,.0f} msg/s",
             f"{flow_rate / raw_rate:.0%}" if raw_rate else "-",
         ]
