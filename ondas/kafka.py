@@ -213,26 +213,27 @@ class Producer:
         self._poller.join(2)
 
 
-_producer: Producer | None = None
+_producers: dict[str, Producer] = {}
 _producer_lock = threading.Lock()
 
 
 def get_producer(bootstrap: str) -> Producer:
-    """The producer of this process, created on first use (never at import time, so forks are safe)."""
-    global _producer
+    """This process's producer for the cluster at ``bootstrap``, created on first use (never at import time, so
+    forks are safe). One per cluster: a process that talks to two clusters gets each its own."""
     with _producer_lock:
-        if _producer is None:
-            _producer = Producer(bootstrap)
-        return _producer
+        producer = _producers.get(bootstrap)
+        if producer is None:
+            producer = _producers[bootstrap] = Producer(bootstrap)
+        return producer
 
 
 def close_producer(timeout: float = 5.0) -> None:
-    """Flush and close this process's producer (at shutdown); a later :func:`get_producer` makes a new one."""
-    global _producer
+    """Flush and close this process's producers (at shutdown); a later :func:`get_producer` makes a new one."""
     with _producer_lock:
-        if _producer is not None:
-            _producer.close(timeout)
-            _producer = None
+        producers = list(_producers.values())
+        _producers.clear()
+    for producer in producers:
+        producer.close(timeout)
 
 
 class Policy(enum.Enum):

@@ -91,5 +91,8 @@ def platform() -> Iterator[Platform]:
         while any(pid_alive(pid) for _, pid in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
         left = [name for name, pid in pids if pid_alive(pid)]
-        shutil.rmtree(cfg.data_dir, ignore_errors=True)
+        if os.environ.get("ONDAS_E2E_KEEP_DATA") != "1":  # set it to read the platform's logs after a failure
+            shutil.rmtree(cfg.data_dir, ignore_errors=True)
+        else:
+            print(f"\nplatform data and logs kept in {cfg.data_dir}")
         assert not left, f"processes still running after 'ondasctl down': {left}"
