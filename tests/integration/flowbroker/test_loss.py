@@ -1,4 +1,4 @@
-"""Loss test: 10,000 device messages through change -> device out flows while one of two worker processes is
+"""Loss test: 50,000 device messages through change -> device out flows while one of two worker processes is
 killed with SIGKILL and started again. Offsets are committed only after the outputs were accepted, so every output
 is there (a redelivered batch may repeat some: counted, never missing), each device's outputs in order."""
 
@@ -28,7 +28,7 @@ from tests.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 DEVICES = 20
-PER_DEVICE = 500
+PER_DEVICE = 2500
 TOTAL = DEVICES * PER_DEVICE
 PARTITIONS = 4
 
