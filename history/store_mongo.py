@@ -28,6 +28,16 @@ _NOTIFICATION_FIELDS = {"msgID": layout.ID, "message": layout.MESSAGE, "subject"
 _ATTRS_OF: dict[str, list[str]] = {KIND_READING: [layout.LATEST], KIND_COMMAND: [layout.ACTUATED]}
 
 
+def _window(date_from_ms: int | None, date_to_ms: int | None) -> Doc:
+    """The filter of a time window on ``ts`` (both ends inclusive; either may be open)."""
+    ts: Doc = {}
+    if date_from_ms is not None:
+        ts["$gte"] = layout.to_datetime(date_from_ms)
+    if date_to_ms is not None:
+        ts["$lte"] = layout.to_datetime(date_to_ms)
+    return {layout.TS: ts} if ts else {}
+
+
 def entry(doc: Doc) -> Entry:
     p = layout.decode_point(doc)
     return Entry(device_id=p.device_id, attr=p.attr, value=p.value, ts_ms=p.ts_ms, metadata=p.metadata, kind=p.kind)
@@ -99,13 +109,7 @@ class MongoHistoryStore:
         flt: Doc = {layout.DEVICE_ID: device_id, layout.ATTR: attr}
         if kind is not None:
             flt.update(layout.kind_filter(kind))
-        ts: Doc = {}
-        if date_from_ms is not None:
-            ts["$gte"] = layout.to_datetime(date_from_ms)
-        if date_to_ms is not None:
-            ts["$lte"] = layout.to_datetime(date_to_ms)
-        if ts:
-            flt[layout.TS] = ts
+        flt.update(_window(date_from_ms, date_to_ms))
         order = DESCENDING if newest_first else ASCENDING
         try:
             points = self._db(tenant)[layout.POINTS]
@@ -127,13 +131,7 @@ class MongoHistoryStore:
         flt: Doc = {}
         for name, value in filters:
             flt[_NOTIFICATION_FIELDS.get(name, f"{layout.META}.{name}")] = value
-        ts: Doc = {}
-        if date_from_ms is not None:
-            ts["$gte"] = layout.to_datetime(date_from_ms)
-        if date_to_ms is not None:
-            ts["$lte"] = layout.to_datetime(date_to_ms)
-        if ts:
-            flt[layout.TS] = ts
+        flt.update(_window(date_from_ms, date_to_ms))
         try:
             cursor = (
                 self._db(tenant)[layout.NOTIFICATIONS]

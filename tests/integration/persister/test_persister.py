@@ -106,6 +106,23 @@ def committed(kafka_bootstrap: str, group: str, topic: str) -> int:
         c.close()
 
 
+def dead_letters(kafka_bootstrap: str, topic: str, count: int, group: str) -> list[Any]:
+    """The first ``count`` records of ``topic``'s dead-letter topic (waits for them)."""
+    c = Consumer(consumer_config(kafka_bootstrap, group))
+    got: list[Any] = []
+    try:
+        c.subscribe([dead_letter(topic)])
+
+        def drain() -> bool:
+            got.extend(m for m in c.consume(10, timeout=0.5) if m.error() is None)
+            return len(got) >= count
+
+        wait_for(drain, what=f"{count} dead letters")
+    finally:
+        c.close()
+    return got
+
+
 def high_watermark(kafka_bootstrap: str, topic: str) -> int:
     c = Consumer(consumer_config(kafka_bootstrap, "watermarks"))
     try:
@@ -184,18 +201,7 @@ def test_malformed_message_goes_to_the_dead_letter_topic(running, mongo, produce
     producer(topic, data(tenant, "good", {"t": 2}, 2000), key="good")
 
     wait_for(lambda: len(points(mongo, tenant)) == 2, what="good points")
-    c = Consumer(consumer_config(kafka_bootstrap, f"dlq-reader-{tenant}"))
-    got: list[Any] = []
-    try:
-        c.subscribe([dead_letter(topic)])
-
-        def drain() -> bool:
-            got.extend(m for m in c.consume(10, timeout=0.5) if m.error() is None)
-            return len(got) >= 2
-
-        wait_for(drain, what="2 dead letters")
-    finally:
-        c.close()
+    got = dead_letters(kafka_bootstrap, topic, 2, f"dlq-reader-{tenant}")
     assert sorted(m.value() for m in got) == sorted(
         [b"{not json", json.dumps(data("someone_else", "evil", {"t": 666}, 1000)).encode()]
     )
@@ -364,17 +370,6 @@ def test_notifications_are_kept_once_unless_they_ask_not_to_be(running, mongo, p
     other = next(d for k, d in docs.items() if k != "rain-105")
     assert (other["message"], other["subject"]) == ("from elsewhere", "user_notification")
     assert "ts" in kept.index_information()
-    c = Consumer(consumer_config(kafka_bootstrap, f"dlq-reader-{tenant}"))
-    got: list[Any] = []
-    try:
-        c.subscribe([dead_letter(topic)])
-
-        def drain() -> bool:
-            got.extend(m for m in c.consume(10, timeout=0.5) if m.error() is None)
-            return len(got) >= 1
-
-        wait_for(drain, what="the malformed notification dead-lettered")
-    finally:
-        c.close()
+    got = dead_letters(kafka_bootstrap, topic, 1, f"dlq-notes-{tenant}")
     assert [m.value() for m in got] == [b'{"message": "no timestamp"}']
     assert "timestamp" in dict(got[0].headers())["ondas-error"].decode()
