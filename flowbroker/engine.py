@@ -12,9 +12,8 @@ writing to a device the flow listens to), counted from the ``ondas-flow-generati
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from prometheus_client import Counter
 from flowbroker.models import CATALOGUE, Flow, template_of
 from flowbroker.nodes import context, function, location, output, request
 from flowbroker.nodes.base import Actuator, ContextStore, Handler, HttpClient, Msg, NodeJson, Outputs, RunContext, clone
+from ondas.stamping import DeviceClock
 
 log = logging.getLogger("flowbroker.engine")
 
@@ -143,29 +143,6 @@ def entry_message(node: NodeJson, incoming: Incoming, device: Device | None) -> 
     return None
 
 
-class DeviceClock:
-    """The stamp of a value a flow writes to a device (device out): now, in epoch ms, but always later than the last
-    value this worker wrote to the same device. Two outputs in one millisecond (one batch) then keep their order in
-    history, which orders a device's values by this stamp. Remembers the last ``size`` devices written to; a
-    device's messages always reach the same worker (one partition per key), so per-worker is per-device."""
-
-    def __init__(self, now: Callable[[], int], size: int = 100_000) -> None:
-        self._now = now
-        self._size = size
-        self._last: OrderedDict[tuple[str, str], int] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __call__(self, tenant: str, device_id: str) -> int:
-        key = (tenant, device_id)
-        with self._lock:
-            stamp = max(self._now(), self._last.get(key, 0) + 1)
-            self._last[key] = stamp
-            self._last.move_to_end(key)
-            if len(self._last) > self._size:
-                self._last.popitem(last=False)
-            return stamp
-
-
 class Engine:
     def __init__(
         self,
@@ -182,6 +159,7 @@ class Engine:
         self._max_hops = max_hops
         self._max_generations = max_generations
         self._clock = clock or (lambda: int(time.time() * 1000))
+        # Values a flow writes to one device get increasing stamps, so history keeps their order.
         self._device_clock = DeviceClock(self._clock)
 
     def run(self, flow: CompiledFlow, incoming: Incoming, device: Device | None, outputs: Outputs) -> bool:
@@ -210,7 +188,7 @@ class Engine:
             http=self._http,
             now_ms=self._clock,
             actuator=self._actuator,
-            device_stamp=self._device_clock,
+            device_stamp=self._device_clock.stamp,
         )
         queue: deque[tuple[str, Msg]] = deque()
         for node, msg in starts:

@@ -52,15 +52,8 @@ class KnownDevice:
     label: str | None = None
 
 
-@dataclass(frozen=True)
-class Note:
-    """A notification of ``<tenant>.dojot.notifications`` that history keeps (``shouldPersist`` not false)."""
-
-    id: str
-    ts_ms: int
-    message: str
-    meta: dict[str, Any]
-    subject: str
+#: A notification to keep, as the layout stores it (``msg_id`` is its ``_id``).
+Note = points_layout.StoredNotification
 
 
 def note_from(notification: Notification) -> Note | None:

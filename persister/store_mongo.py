@@ -137,7 +137,7 @@ class MongoPointStore:
             return 0
         db = self.database(tenant)
         docs = [
-            layout.notification_document(id=n.id, ts_ms=n.ts_ms, message=n.message, meta=n.meta, subject=n.subject)
+            layout.notification_document(id=n.msg_id, ts_ms=n.ts_ms, message=n.message, meta=n.meta, subject=n.subject)
             for n in notes
         ]
         try:

@@ -8,6 +8,6 @@
 - ``liveness.py``: the one liveness publisher (the trigger is each agent's);
 - ``cache.py``: the per-tenant device cache, warmed from the device manager and fed from device events;
 - ``credentials_redis.py``: the device credential store in Redis (written and deleted by the MQTT agent only);
-- ``stamping.py``, ``delivery.py``, ``certs.py``, ``stats.py``, ``admin.py``: agent time, waiting for Kafka,
-  client certificates and the CRL, statistics and the operator routes.
+- ``delivery.py``, ``certs.py``, ``stats.py``, ``admin.py``: waiting for Kafka, client certificates and the CRL,
+  statistics and the operator routes (agent time comes from ``ondas.stamping``).
 """

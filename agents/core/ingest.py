@@ -41,10 +41,10 @@ from agents.core.payload import (
     attribute_types,
     device_headers,
 )
-from agents.core.stamping import DeviceClock
 from ondas.errors import Unavailable
 from ondas.kafka import Producer
 from ondas.log import bind
+from ondas.stamping import DeviceClock
 from ondas.timestamps import now_ms
 from ondas.topics import device_data
 

@@ -18,9 +18,9 @@ from typing import Any, Literal
 from prometheus_client import Counter
 
 from agents.core.payload import device_headers
-from agents.core.stamping import DeviceClock
 from ondas.contracts import DeviceDataMeta, DeviceLiveness
 from ondas.kafka import Producer
+from ondas.stamping import DeviceClock
 from ondas.timestamps import now_ms
 from ondas.topics import device_liveness
 

@@ -128,7 +128,7 @@ def test_the_clean_fixture_tree_passes(tmp_path):
             "device_manager.service",
         ),
         ("agents/http/bridge.py", "from agents.mqtt import app\n", {"agents-independent"}, "agents.mqtt.app"),
-        ("agents/core/stamping.py", "import agents.http.service\n", {"agents-independent"}, "agents.http.service"),
+        ("agents/core/delivery.py", "import agents.http.service\n", {"agents-independent"}, "agents.http.service"),
         ("agents/mqtt/certs.py", "from ondasctl.pki import Invalid\n", {"ondasctl-private"}, "ondasctl.pki"),
         ("auth/keys.py", "from ondasctl import pki\n", {"ondasctl-private"}, "ondasctl.pki"),
         ("x509_mgmt/devices.py", "import device_manager.service\n", {"services-independent"}, "device_manager.service"),

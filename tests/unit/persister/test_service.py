@@ -64,8 +64,8 @@ class FakeStore:
         if self.fail is not None:
             raise self.fail
         kept = self.notes.setdefault(tenant, {})
-        new = [n for n in notes if n.id not in kept]
-        kept.update({n.id: n for n in new})
+        new = [n for n in notes if n.msg_id not in kept]
+        kept.update({n.msg_id: n for n in new})
         return len(new)
 
     def ping(self) -> bool:

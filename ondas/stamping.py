@@ -1,5 +1,5 @@
-"""The agent time every agent stamps on a record it publishes for a device: per device, it never repeats (the
-headers are built by agents/core/payload.py, next to the payload model)."""
+"""Per-device time stamps that never repeat: the agent time every agent stamps on a record it publishes for a
+device (agents/core), and the time of a value a flow writes to a device (flowbroker)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from ondas.timestamps import now_ms
 
 
 class DeviceClock:
-    """Agent time in ms, strictly increasing per device: two records of one device stamped within the same
-    millisecond still sort in the order they were stamped (a reading and the next, an online and the offline
-    right after it). Thread-safe."""
+    """Time in ms, strictly increasing per device: two records of one device stamped within the same millisecond
+    still sort in the order they were stamped (a reading and the next, an online and the offline right after it,
+    two values a flow wrote in one batch). Thread-safe."""
 
     def __init__(self, clock: Callable[[], int] = now_ms) -> None:
         self._clock = clock
